@@ -1,0 +1,206 @@
+"""LoRA adapters on disk: mlx-lm and PEFT formats, conversion between them, and the manifest.
+
+In memory an adapter is framework-neutral numpy: for each target module (named as in the Hugging
+Face model, e.g. `model.layers.3.self_attn.q_proj`) A with shape (r, in) and B with shape (out, r),
+so that W' = W + scale·B·A. mlx-lm stores lora_a = Aᵀ and lora_b = Bᵀ with `scale`; PEFT stores A
+and B with `lora_alpha` = scale·r. The manifest is written last and lists the sha256 of every
+file, so a reader can tell a complete adapter from one still being written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MLX_WEIGHTS, PEFT_WEIGHTS, ADAPTER_CONFIG, MANIFEST = (
+    "adapters.safetensors", "adapter_model.safetensors", "adapter_config.json", "manifest.json")
+PEFT_PREFIX = "base_model.model."
+MANIFEST_VERSION = 1
+
+
+class AdapterError(ValueError):
+    """An adapter folder that is incomplete, corrupt or incompatible with the loaded base."""
+
+
+@dataclass
+class LoraWeights:
+    """Framework-neutral LoRA tensors: module name -> (A (r, in), B (out, r)), float32."""
+
+    modules: dict[str, tuple[np.ndarray, np.ndarray]]
+    scale: float
+    rank: int
+    dropout: float = 0.0
+
+    def delta(self, module: str) -> np.ndarray:
+        a, b = self.modules[module]
+        return (self.scale * (b @ a)).astype(np.float32)
+
+    def target_keys(self) -> list[str]:
+        """Module suffixes like `self_attn.q_proj`, as mlx-lm's `keys` and PEFT's target_modules."""
+        return sorted({name.split(".", 3)[3] for name in self.modules if name.startswith("model.layers.")})
+
+    def layer_indices(self) -> list[int]:
+        return sorted({int(name.split(".")[2]) for name in self.modules if name.startswith("model.layers.")})
+
+
+@dataclass
+class Manifest:
+    """What an adapter was trained from and the hash of every file beside it."""
+
+    base_model: str
+    base_fingerprint: str
+    template_fingerprint: str
+    backend: str
+    files: dict[str, str]
+    dataset_fingerprint: str = ""
+    kind: str = "reranker"
+    run_id: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdapterError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_adapter(folder: Path) -> LoraWeights:
+    """Load an mlx-lm or PEFT adapter folder into LoraWeights (safetensors only, never pickle)."""
+    from safetensors.numpy import load_file
+
+    config = _read_json(folder / ADAPTER_CONFIG)
+    if (folder / MLX_WEIGHTS).is_file():
+        params = config.get("lora_parameters", {})
+        rank, scale = int(params.get("rank", 8)), float(params.get("scale", 20.0))
+        tensors = load_file(str(folder / MLX_WEIGHTS))
+        pairs: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in tensors.items():
+            module, _, part = key.rpartition(".")
+            if part not in ("lora_a", "lora_b"):
+                raise AdapterError(f"{folder / MLX_WEIGHTS}: unexpected tensor {key} (only LoRA is supported)")
+            pairs.setdefault(module, {})[part] = value.astype(np.float32)
+        modules = {m: (p["lora_a"].T.copy(), p["lora_b"].T.copy()) for m, p in pairs.items()}
+        return LoraWeights(modules, scale, rank, float(params.get("dropout", 0.0)))
+    if (folder / PEFT_WEIGHTS).is_file():
+        if config.get("peft_type", "LORA") != "LORA":
+            raise AdapterError(f"{folder / ADAPTER_CONFIG}: peft_type {config.get('peft_type')} is not LORA")
+        rank, alpha = int(config["r"]), float(config["lora_alpha"])
+        scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
+        tensors = load_file(str(folder / PEFT_WEIGHTS))
+        pairs = {}
+        for key, value in tensors.items():
+            name = key.removeprefix(PEFT_PREFIX)
+            for part in ("lora_A", "lora_B"):
+                marker = f".{part}."
+                if marker in name:
+                    pairs.setdefault(name.split(marker)[0], {})[part] = value.astype(np.float32)
+        modules = {m: (p["lora_A"], p["lora_B"]) for m, p in pairs.items()}
+        return LoraWeights(modules, scale, rank, float(config.get("lora_dropout", 0.0)))
+    raise AdapterError(f"{folder}: no {MLX_WEIGHTS} or {PEFT_WEIGHTS}")
+
+
+def write_mlx_adapter(folder: Path, lora: LoraWeights, num_layers: int) -> None:
+    """Write mlx-lm's `adapters.safetensors` + `adapter_config.json`."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for module, (a, b) in sorted(lora.modules.items()):
+        tensors[f"{module}.lora_a"] = np.ascontiguousarray(a.T, dtype=np.float32)
+        tensors[f"{module}.lora_b"] = np.ascontiguousarray(b.T, dtype=np.float32)
+    save_file(tensors, str(folder / MLX_WEIGHTS))
+    config = {
+        "fine_tune_type": "lora",
+        "num_layers": num_layers,
+        "lora_parameters": {"rank": lora.rank, "scale": lora.scale, "dropout": lora.dropout, "keys": lora.target_keys()},
+    }
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def write_peft_adapter(folder: Path, lora: LoraWeights, base_model: str) -> None:
+    """Write PEFT's `adapter_model.safetensors` + `adapter_config.json`."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for module, (a, b) in sorted(lora.modules.items()):
+        tensors[f"{PEFT_PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(a, dtype=np.float32)
+        tensors[f"{PEFT_PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(b, dtype=np.float32)
+    save_file(tensors, str(folder / PEFT_WEIGHTS), metadata={"format": "pt"})
+    config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.scale * lora.rank,
+        "lora_dropout": lora.dropout, "target_modules": sorted({k.rsplit(".", 1)[-1] for k in lora.target_keys()}),
+        "layers_to_transform": lora.layer_indices(), "base_model_name_or_path": base_model, "bias": "none",
+        "use_rslora": False, "fan_in_fan_out": False, "inference_mode": True,
+    }
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Hash every file in the folder into the manifest, then write it last (fsync'd, atomic)."""
+    manifest.files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    tmp = folder / f".{MANIFEST}.tmp"
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(manifest.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / MANIFEST)
+
+
+def manifest_fingerprint(folder: Path) -> str | None:
+    """sha256 of manifest.json's bytes, or None when there is no manifest (no adapter yet)."""
+    try:
+        return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def verify_adapter(folder: Path) -> Manifest:
+    """Read the manifest and check every listed file's hash; raise AdapterError if anything is off."""
+    data = _read_json(folder / MANIFEST)
+    try:
+        manifest = Manifest(**data)
+    except TypeError as exc:
+        raise AdapterError(f"{folder / MANIFEST}: unexpected fields ({exc})") from None
+    if manifest.version > MANIFEST_VERSION:
+        raise AdapterError(f"{folder / MANIFEST}: version {manifest.version} is newer than this program")
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise AdapterError(f"{path}: listed in the manifest but missing")
+        if sha256_file(path) != expected:
+            raise AdapterError(f"{path}: sha256 does not match the manifest (partly written?)")
+    return manifest
+
+
+def check_compatible(manifest: Manifest, base_fingerprint: str, template_fingerprint: str, where: Path) -> None:
+    """Refuse an adapter trained on another base model or with another prompt template."""
+    if manifest.base_fingerprint != base_fingerprint:
+        raise AdapterError(
+            f"{where}: adapter was trained on base {manifest.base_model} (fingerprint {manifest.base_fingerprint}), "
+            f"not on the loaded base (fingerprint {base_fingerprint})")
+    if manifest.template_fingerprint != template_fingerprint:
+        raise AdapterError(
+            f"{where}: adapter was trained with prompt template {manifest.template_fingerprint}, "
+            f"the scorer uses {template_fingerprint}")

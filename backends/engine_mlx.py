@@ -1,0 +1,116 @@
+"""MLX scoring engine: mlx-lm's model, last-token yes/no projection only.
+
+Works with float and quantized (mlx-community) checkpoints. Adapters are merged into float weights;
+on quantized layers, where merging would lose precision, they are served through mlx-lm's LoRALinear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from backends.adapters import AdapterError, LoraWeights
+
+
+class MlxEngine:
+    """Scores token rows with an mlx-lm model."""
+
+    backend = "mlx"
+
+    def __init__(self, model_dir: str, device: str, dtype: str, answer_ids: tuple[int, int], pad_id: int) -> None:
+        from mlx_lm.utils import load_model
+
+        self.device = device
+        mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
+        self.model, _ = load_model(Path(model_dir))
+        if dtype == "auto" and device == "cpu":
+            dtype = "float32"  # bf16 matmuls are slow on MLX's CPU backend
+        if dtype != "auto":
+            self.model.set_dtype(getattr(mx, dtype))
+        self.dtype = dtype if dtype != "auto" else str(self.model.model.embed_tokens.weight.dtype).split(".")[-1]
+        self.answer_ids = list(answer_ids)
+        self.pad_id = pad_id
+        self._base: dict[str, mx.array] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+        self._refresh_head()
+
+    def _head_module(self) -> nn.Module:
+        return getattr(self.model, "lm_head", None) or self.model.model.embed_tokens
+
+    def _refresh_head(self) -> None:
+        head = self._head_module()
+        ids = mx.array(self.answer_ids)
+        if hasattr(head, "scales"):  # quantized: dequantize just the two rows
+            rows = mx.dequantize(head.weight[ids], head.scales[ids], getattr(head, "biases", None)[ids]
+                                 if getattr(head, "biases", None) is not None else None,
+                                 group_size=head.group_size, bits=head.bits)
+        else:
+            rows = head.weight[ids]
+        self._head_rows = rows.astype(mx.float32)
+        mx.eval(self._head_rows)
+
+    def logodds(self, rows: list[list[int]]) -> np.ndarray:
+        if not rows:
+            return np.zeros(0)
+        longest = max(len(r) for r in rows)
+        ids = np.full((len(rows), longest), self.pad_id, dtype=np.int32)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+        lengths = mx.array([len(r) - 1 for r in rows])
+        hidden = self.model.model(mx.array(ids))
+        last = hidden[mx.arange(len(rows)), lengths].astype(mx.float32)
+        logits = last @ self._head_rows.T
+        out = logits[:, 0] - logits[:, 1]
+        mx.eval(out)
+        return np.array(out, dtype=np.float64)
+
+    def _named_linears(self) -> dict[str, nn.Module]:
+        return {name: module for name, module in self.model.named_modules()}
+
+    def apply_lora(self, lora: LoraWeights | None) -> None:
+        from mlx_lm.tuner.lora import LoRALinear
+
+        for name, weight in self._base.items():
+            self._named_linears()[name].weight = weight
+        self._base.clear()
+        for name, original in self._wrapped.items():
+            parent, _, attr = name.rpartition(".")
+            setattr(_submodule(self.model, parent), attr, original)
+        self._wrapped.clear()
+        if lora is not None:
+            modules = self._named_linears()
+            for name in lora.modules:
+                module = modules.get(name)
+                if module is None or not hasattr(module, "weight"):
+                    raise AdapterError(f"adapter targets {name}, which this base model does not have")
+            for name, (a, b) in lora.modules.items():
+                module = modules[name]
+                if hasattr(module, "scales"):  # quantized: keep it and add a LoRA branch
+                    wrapped = LoRALinear.from_base(module, r=lora.rank, scale=lora.scale, dropout=0.0)
+                    wrapped.lora_a, wrapped.lora_b = mx.array(a.T), mx.array(b.T)
+                    parent, _, attr = name.rpartition(".")
+                    setattr(_submodule(self.model, parent), attr, wrapped)
+                    self._wrapped[name] = module
+                    continue
+                delta = lora.delta(name)
+                if tuple(delta.shape) != tuple(module.weight.shape):
+                    raise AdapterError(f"adapter shape {tuple(delta.shape)} for {name} does not match "
+                                       f"the base's {tuple(module.weight.shape)}")
+                self._base[name] = module.weight
+                module.weight = module.weight + mx.array(delta).astype(module.weight.dtype)
+            mx.eval(self.model.parameters())
+        self._refresh_head()
+
+    def close(self) -> None:
+        del self.model
+        mx.clear_cache()
+
+
+def _submodule(root: nn.Module, dotted: str) -> nn.Module:
+    module = root
+    for part in dotted.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)
+    return module

@@ -1,0 +1,124 @@
+"""Load a base model on a backend and score (query, documents) with Qwen3-Reranker semantics.
+
+This is the synchronous core shared by the CLI, the trainers' evaluation and the async service:
+tokenize with the exact prompt, batch by length under a token budget, read yes/no log-odds at the
+last real token, and return results in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backends.adapters import LoraWeights, check_compatible, read_adapter, verify_adapter
+from backends.base import Score, ScoringEngine, sigmoid
+from backends.batching import token_budget_batches
+from backends.models import base_fingerprint, resolve_model
+from backends.prompt import DEFAULT_INSTRUCTION, PromptBuilder, resolve_answer_ids, template_fingerprint
+from backends.select import choose_backend
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """Everything needed to build a Reranker; mirrors the [model], [prompt] and [scoring] config."""
+
+    model: str
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    instruction: str = DEFAULT_INSTRUCTION
+    max_length: int = 8192
+    token_budget: int = 16384
+    max_batch_size: int = 64
+    trust_remote_code: bool = False
+
+
+@dataclass
+class ScoreStats:
+    """What one score() call cost."""
+
+    pairs: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    seconds: float = 0.0
+    batches: int = 0
+
+
+def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+
+
+def load_engine(settings: ScorerSettings, model_dir: Path, answer_ids: tuple[int, int], pad_id: int) -> tuple[ScoringEngine, str]:
+    """Build the engine for the chosen backend; returns it with the reason for the choice."""
+    choice = choose_backend(settings.backend, settings.device)
+    if choice.backend == "mlx":
+        from backends.engine_mlx import MlxEngine
+
+        return MlxEngine(str(model_dir), choice.device, settings.dtype, answer_ids, pad_id), choice.reason
+    from backends.engine_torch import TorchEngine
+
+    return TorchEngine(str(model_dir), choice.device, settings.dtype, answer_ids, pad_id,
+                       settings.trust_remote_code), choice.reason
+
+
+@dataclass
+class Reranker:
+    """A loaded scorer: tokenizer + prompt builder + engine, plus the adapter it serves."""
+
+    settings: ScorerSettings
+    model_dir: Path
+    tokenizer: object
+    builder: PromptBuilder
+    engine: ScoringEngine
+    backend_reason: str
+    base_fingerprint: str
+    adapter_dir: Path | None = None
+    last_stats: ScoreStats = field(default_factory=ScoreStats)
+
+    @classmethod
+    def load(cls, settings: ScorerSettings) -> Reranker:
+        model_dir = resolve_model(settings.model)
+        tokenizer = load_tokenizer(model_dir, settings.trust_remote_code)
+        answer_ids = resolve_answer_ids(tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        builder = PromptBuilder(tokenizer, settings.instruction, settings.max_length)
+        engine, reason = load_engine(settings, model_dir, answer_ids, pad_id)
+        return cls(settings, model_dir, tokenizer, builder, engine, reason, base_fingerprint(model_dir))
+
+    def use_adapter(self, folder: Path | None, lora: LoraWeights | None = None) -> None:
+        """Serve the verified, compatible adapter in `folder` (None: the plain base)."""
+        if folder is not None and lora is None:
+            manifest = verify_adapter(folder)
+            check_compatible(manifest, self.base_fingerprint, template_fingerprint(), folder)
+            lora = read_adapter(folder)
+        self.engine.apply_lora(lora)
+        self.adapter_dir = folder
+
+    def score_rows(self, rows: list[list[int]]) -> np.ndarray:
+        """Log-odds for pre-tokenized rows, in input order."""
+        lengths = [len(r) for r in rows]
+        out = np.empty(len(rows))
+        stats = ScoreStats(pairs=len(rows), real_tokens=sum(lengths))
+        start = time.perf_counter()
+        for batch in token_budget_batches(lengths, self.settings.token_budget, self.settings.max_batch_size):
+            out[batch] = self.engine.logodds([rows[i] for i in batch])
+            stats.padded_tokens += max(lengths[i] for i in batch) * len(batch)
+            stats.batches += 1
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        return out
+
+    def score(self, query: str, docs: Sequence[str]) -> list[Score]:
+        """Relevance of each document to the query, in input order."""
+        logits = self.score_rows(self.builder.build(query, docs))
+        probs = sigmoid(logits)
+        return [Score(i, float(p), float(l)) for i, (p, l) in enumerate(zip(probs, logits))]
+
+    def close(self) -> None:
+        self.engine.close()

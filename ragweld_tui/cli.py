@@ -1,0 +1,49 @@
+"""The `ragweld-tui` command: subcommands live in `ragweld_tui.commands.*`, each with `register()`.
+
+Every user mistake surfaces as a UserError: one line on stderr, exit code 2, no traceback.
+Heavy frameworks are imported inside the commands that need them, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ragweld_tui.errors import UserError
+
+COMMAND_MODULES = ("score", "backends", "runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragweld-tui",
+        description="Terminal studio for Qwen3 learning rerankers and agents (LoRA on MLX and PyTorch).",
+    )
+    parser.add_argument("--config", "-c", metavar="TOML", help="configuration file (default: built-in defaults)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite store to use instead of the configured one")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"ragweld_tui.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""`ragweld-tui backends`: which backends and devices this machine has, and what `auto` picks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("backends", help="list available backends and devices", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.select import choose_backend, describe_backends
+
+    from ragweld_tui.commands.common import config_from_args
+
+    config = config_from_args(args)
+    infos = describe_backends()
+    try:
+        choice = choose_backend(config.model.backend, config.model.device)
+        chosen = {"backend": choice.backend, "device": choice.device, "reason": choice.reason}
+    except ValueError as exc:
+        chosen = {"backend": None, "device": None, "reason": str(exc)}
+    if args.json:
+        print(json.dumps({"backends": [i.__dict__ for i in infos], "chosen": chosen}, indent=2))
+        return 0
+    for info in infos:
+        mark = "yes" if info.available else "no "
+        devices = ", ".join(info.devices) if info.devices else "-"
+        print(f"{info.name:<6} available: {mark}  devices: {devices:<20} {info.detail}")
+    print(f"selected (backend={config.model.backend}, device={config.model.device}): "
+          f"{chosen['backend'] or 'none'} on {chosen['device'] or '-'} — {chosen['reason']}")
+    return 0

@@ -1,0 +1,164 @@
+"""Pydantic models for every setting in config.toml, plus loading with clear, key-naming errors.
+
+This module is the law for settings: the CLI, the TUI forms, the trainers and the scorers all take
+their values from these models, so a bad value is refused once, in one place, with one message.
+It imports no ML framework.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragweld_tui.errors import UserError
+
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+EMBEDDED_RERANKER = "embedded:tiny-qwen3-reranker"
+APP_NAME = "ragweld-tui"
+
+
+def data_dir() -> Path:
+    """Where runs, the store and the active adapters live unless the config says otherwise."""
+    override = os.environ.get("RAGWELD_HOME")
+    return Path(override).expanduser() if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(StrictModel):
+    """Which base model to load and where to run it."""
+
+    base: str = Field(EMBEDDED_RERANKER, min_length=1)
+    backend: Literal["auto", "mlx", "torch"] = "auto"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        allowed = ("auto", "cpu", "cuda", "mps", "gpu")
+        if value in allowed or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"must be one of {', '.join(allowed)} or cuda:N (got {value!r})")
+
+
+class PromptConfig(StrictModel):
+    """The Qwen3-Reranker instruction and the token limit for one (query, document) prompt."""
+
+    instruction: str = Field(DEFAULT_INSTRUCTION, min_length=1)
+    max_length: int = Field(8192, ge=64, le=131072)
+
+
+class ScoringConfig(StrictModel):
+    """Batching for scoring: rows are length-sorted and packed up to a token budget."""
+
+    token_budget: int = Field(16384, ge=64)
+    max_batch_size: int = Field(64, ge=1, le=4096)
+
+
+class ServingConfig(StrictModel):
+    """The active adapter the scorer serves and how often it looks for a new one."""
+
+    active_adapter: Path | None = None
+    reload_check_s: float = Field(2.0, ge=0.0)
+    idle_unload_s: float = Field(600.0, gt=0.0)
+
+
+class StoreConfig(StrictModel):
+    """Where the SQLite store and the run artifacts live."""
+
+    path: Path | None = None
+    runs_root: Path | None = None
+
+
+class AppConfig(StrictModel):
+    """The whole configuration file."""
+
+    model: ModelConfig = ModelConfig()
+    prompt: PromptConfig = PromptConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    serving: ServingConfig = ServingConfig()
+    store: StoreConfig = StoreConfig()
+
+    def active_adapter_dir(self) -> Path:
+        return self.serving.active_adapter or data_dir() / "active" / "reranker"
+
+    def store_path(self) -> Path:
+        return self.store.path or data_dir() / "ragweld.sqlite"
+
+    def runs_root(self) -> Path:
+        return self.store.runs_root or data_dir() / "runs"
+
+
+ENV_OVERRIDES = {"RAGWELD_BACKEND": ("model", "backend"), "RAGWELD_DEVICE": ("model", "device")}
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem, each naming the key as `[section].key` and what is allowed."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = f"[{loc[0]}].{'.'.join(loc[1:])}" if len(loc) > 1 else loc[0] if loc else "(root)"
+        message = item["msg"]
+        if item["type"] == "literal_error":
+            message = f"must be one of {item['ctx']['expected']} (got {item['input']!r})"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif item["type"].startswith("value_error"):
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{source}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Relative paths in the file are relative to the file, not to the current directory."""
+    for section, key in (("serving", "active_adapter"), ("store", "path"), ("store", "runs_root")):
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, str):
+            path = Path(value).expanduser()
+            raw[section][key] = str(path if path.is_absolute() else base_dir / path)
+
+
+def parse_config(raw: dict[str, Any], source: str, base_dir: Path | None = None) -> AppConfig:
+    """Validate a raw mapping, apply environment overrides and return the config or raise UserError."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    if base_dir is not None:
+        _resolve_paths(raw, base_dir)
+    try:
+        config = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, source)) from None
+    for env_name, (section, key) in ENV_OVERRIDES.items():
+        value = os.environ.get(env_name)
+        if value:
+            try:
+                setattr(getattr(config, section), key, value)
+            except ValidationError as exc:
+                raise UserError(format_validation_error(exc, f"environment {env_name}")) from None
+    return config
+
+
+def load_config(path: Path | str | None) -> AppConfig:
+    """Load config.toml (or the defaults when path is None) with errors naming file, line and key."""
+    if path is None:
+        return parse_config({}, "defaults")
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return parse_config(raw, str(path), base_dir=path.resolve().parent)
