@@ -81,6 +81,59 @@ class StoreConfig(StrictModel):
     runs_root: Path | None = None
 
 
+class DataConfig(StrictModel):
+    """Training data: triplet JSONL or a BEIR folder (None: the bundled demo dataset)."""
+
+    path: Path | None = None
+    format: Literal["auto", "triplets", "beir", "chat"] = "auto"
+    qrels_split: str = Field("test", min_length=1)
+    dev_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    negative_ratio: int = Field(5, ge=1, le=100)
+    bm25_candidates: int = Field(30, ge=2, le=1000)
+    max_queries: int | None = Field(None, ge=2)
+    seed: int = 0
+
+
+class LoraConfig(StrictModel):
+    """LoRA shape: rank, alpha (scale = alpha / rank), dropout, target modules, last N layers (-1: all)."""
+
+    rank: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16.0, gt=0.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1)
+    num_layers: int = Field(-1, ge=-1)
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+class TrainConfig(StrictModel):
+    """Optimisation, evaluation and promotion settings of one training run."""
+
+    kind: Literal["reranker", "agent"] = "reranker"
+    name: str = Field("reranker", min_length=1, max_length=200)
+    loss: Literal["listwise", "pointwise"] = "listwise"
+    group_size: int = Field(4, ge=2, le=64)
+    batch_size: int = Field(8, ge=1)
+    grad_accumulation: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(10, ge=0)
+    max_steps: int = Field(200, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    max_length: int = Field(512, ge=32)
+    eval_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    early_stopping_patience: int = Field(3, ge=1)
+    primary_metric: Literal["mrr@10", "ndcg@10", "recall@10", "map", "eval_loss"] = "mrr@10"
+    promote_epsilon: float = Field(0.01, ge=0.0)
+    auto_promote: bool = True
+    seed: int = 0
+
+
 class AppConfig(StrictModel):
     """The whole configuration file."""
 
@@ -89,6 +142,9 @@ class AppConfig(StrictModel):
     scoring: ScoringConfig = ScoringConfig()
     serving: ServingConfig = ServingConfig()
     store: StoreConfig = StoreConfig()
+    data: DataConfig = DataConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
 
     def active_adapter_dir(self) -> Path:
         return self.serving.active_adapter or data_dir() / "active" / "reranker"
@@ -122,7 +178,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Relative paths in the file are relative to the file, not to the current directory."""
-    for section, key in (("serving", "active_adapter"), ("store", "path"), ("store", "runs_root")):
+    for section, key in (("serving", "active_adapter"), ("store", "path"), ("store", "runs_root"), ("data", "path")):
         value = raw.get(section, {}).get(key)
         if isinstance(value, str):
             path = Path(value).expanduser()
