@@ -1,0 +1,62 @@
+"""The run store: SQLite (aiosqlite, WAL) holding every run, its events, artifacts and promotions.
+
+Trainers append typed events through an `EventWriter`; the CLI and the TUI (possibly another
+process) read them with `RunStore.events_since()` / `series()`. Imports no ML framework.
+"""
+
+from store.errors import (
+    InvalidRunIdError,
+    InvalidTransitionError,
+    NotAStoreError,
+    RunNotFoundError,
+    SchemaTooNewError,
+    StoreError,
+    StoreMissingError,
+    UnsafePathError,
+    WalUnsupportedError,
+)
+from store.events import (
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    EventRecord,
+    LogEvent,
+    MetricsEvent,
+    StateEvent,
+    TelemetryEvent,
+)
+from store.ids import file_digest, is_run_id, new_run_id, safe_artifact_path, validate_run_id
+from store.models import ArtifactRecord, PromotionRecord, RunRecord, SeriesPoint
+from store.runs import RunStore
+from store.writer import EventWriter
+
+__all__ = [
+    "ArtifactRecord",
+    "CheckpointEvent",
+    "EvalEvent",
+    "Event",
+    "EventRecord",
+    "EventWriter",
+    "InvalidRunIdError",
+    "InvalidTransitionError",
+    "LogEvent",
+    "MetricsEvent",
+    "NotAStoreError",
+    "PromotionRecord",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStore",
+    "SchemaTooNewError",
+    "SeriesPoint",
+    "StateEvent",
+    "StoreError",
+    "StoreMissingError",
+    "TelemetryEvent",
+    "UnsafePathError",
+    "WalUnsupportedError",
+    "file_digest",
+    "is_run_id",
+    "new_run_id",
+    "safe_artifact_path",
+    "validate_run_id",
+]

@@ -1,0 +1,221 @@
+"""`ragweld-tui runs`: list runs, show one with its latest metrics, export its events.
+
+A thin view over `store.RunStore`: it opens the store named by `--db` (or the config's store path)
+without creating it, and turns every store refusal (unknown or malformed run id, a store from a
+newer version, a network filesystem) into a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from ragweld_tui.errors import UserError
+from store import RunRecord, RunStore, StoreError, StoreMissingError, validate_run_id
+from store.events import json_safe
+
+EXPORT_PAGE = 5000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `runs` command with its `show` and `export` actions."""
+    parser = subparsers.add_parser(
+        "runs",
+        help="list runs, show one, or export its events",
+        description="List the runs in the store (newest first); `show` one or `export` its events.",
+    )
+    parser.add_argument("--json", dest="runs_json", action="store_true", help="print the list as JSON")
+    actions = parser.add_subparsers(dest="runs_action", metavar="ACTION")
+    show = actions.add_parser("show", help="one run with its latest metrics and artifacts")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--json", dest="show_json", action="store_true", help="print it as JSON")
+    export = actions.add_parser("export", help="write every event of a run as CSV or JSON lines")
+    export.add_argument("run_id", metavar="RUN_ID")
+    fmt = export.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--csv", dest="export_format", action="store_const", const="csv", help="CSV: seq,ts,step,type,payload")
+    fmt.add_argument("--jsonl", dest="export_format", action="store_const", const="jsonl", help="one JSON object per event")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    parser.set_defaults(handler=handle)
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    """`--db` when given, else the configured store."""
+    if getattr(args, "db", None):
+        return Path(args.db).expanduser()
+    from ragweld_tui.config import load_config
+
+    return load_config(getattr(args, "config", None)).store_path()
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Entry point set as the argparse handler."""
+    path = store_path(args)
+    action = getattr(args, "runs_action", None)
+    if action in ("show", "export"):
+        try:
+            validate_run_id(args.run_id)
+        except StoreError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        return asyncio.run(_dispatch(args, path, action))
+    except StoreMissingError:
+        if action is None:
+            _print_runs([], as_json=args.runs_json, path=path)
+            return 0
+        raise UserError(f"no run {args.run_id}: there is no store at {path}") from None
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    except BrokenPipeError:  # `runs export ... | head`: the reader left; stop quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+async def _dispatch(args: argparse.Namespace, path: Path, action: str | None) -> int:
+    async with await RunStore.open(path, create=False) as store:
+        if action == "show":
+            await _show(store, args.run_id, as_json=args.show_json)
+        elif action == "export":
+            await _export(store, args.run_id, args.export_format, args.output)
+        else:
+            _print_runs(await store.list_runs(), as_json=args.runs_json, path=path)
+    return 0
+
+
+def _clean(text: object, width: int | None = None) -> str:
+    """Printable text: control characters (terminal escapes in a hostile name) shown escaped."""
+    value = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return value if width is None or len(value) <= width else value[: width - 1] + "…"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(value).lower() if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _run_json(run: RunRecord) -> dict[str, Any]:
+    return json_safe(run.model_dump())  # type: ignore[return-value]
+
+
+def _print_runs(runs: list[RunRecord], *, as_json: bool, path: Path) -> None:
+    if as_json:
+        print(json.dumps([_run_json(r) for r in runs], allow_nan=False))
+        return
+    if not runs:
+        print(f"no runs in {path}")
+        return
+    header = ("ID", "KIND", "STATUS", "NAME", "BACKEND", "METRIC", "BEST", "CREATED")
+    rows = [
+        (
+            r.id + ("*" if r.promoted else ""),
+            r.kind,
+            r.status,
+            _clean(r.name, 32),
+            _clean(r.backend or "-", 12),
+            _clean(r.primary_metric or "-", 16),
+            _num(r.best),
+            _when(r.created_at),
+        )
+        for r in runs
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if any(r.promoted for r in runs):
+        print("* promoted (active)")
+
+
+async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:
+    run = await store.get_run(run_id)
+    metrics = await store.latest_metrics(run_id)
+    artifacts = await store.artifacts(run_id)
+    last_seq = await store.last_seq(run_id)
+    if as_json:
+        doc = {
+            "run": _run_json(run),
+            "latest_metrics": json_safe(metrics),
+            "last_seq": last_seq,
+            "artifacts": [a.model_dump() for a in artifacts],
+        }
+        print(json.dumps(doc, allow_nan=False))
+        return
+    fields = [
+        ("run", run.id), ("name", _clean(run.name)), ("kind", run.kind), ("status", run.status),
+        ("backend", _clean(run.backend or "-")), ("base model", _clean(run.base_model or "-")),
+        ("dataset", _clean(run.dataset_fingerprint or "-")), ("created", _when(run.created_at)),
+        ("started", _when(run.started_at)), ("finished", _when(run.finished_at)),
+        ("heartbeat", _when(run.heartbeat_at)),
+        ("metric", f"{_clean(run.primary_metric or '-')} ({run.goal})"),
+        ("baseline", _num(run.baseline)), ("best", _num(run.best)),
+        ("promoted", "yes" if run.promoted else "no"), ("events", str(last_seq)),
+        ("error", _clean(run.error or "-")), ("config", _clean(json.dumps(json_safe(run.config), sort_keys=True))),
+    ]
+    for label, value in fields:
+        print(f"{label:<11}{value}")
+    print("latest metrics:" if metrics else "latest metrics: none")
+    width = max((len(_clean(k)) for k in metrics), default=0)
+    for key, value in metrics.items():
+        print(f"  {_clean(key):<{width}}  {_num(value)}")
+    if artifacts:
+        print("artifacts:")
+        for a in artifacts:
+            print(f"  {a.kind:<12} {_clean(a.path)}  {a.bytes} B  sha256 {a.sha256[:12]}")
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or a file written through a temporary name so a failed export leaves no half file."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _export(store: RunStore, run_id: str, fmt: str, output: str | None) -> None:
+    """Stream a run's events page by page, so exporting a million events needs little memory."""
+    await store.get_run(run_id)  # unknown run -> error before any output
+    if output is not None and not Path(output).expanduser().parent.is_dir():
+        raise UserError(f"{output}: the folder does not exist")
+    with _output(output) as handle:
+        write: Callable[[Any], None]
+        if fmt == "csv":
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(("run_id", "seq", "ts", "step", "type", "payload"))
+            write = lambda e: writer.writerow((run_id, e.seq, repr(e.ts), "" if e.step is None else e.step, e.type, e.payload))  # noqa: E731
+        else:
+            write = lambda e: handle.write(  # noqa: E731
+                json.dumps({"run_id": run_id, "seq": e.seq, "ts": e.ts, "step": e.step, "type": e.type})[:-1]
+                + f', "payload": {e.payload}}}\n'
+            )
+        seq = 0
+        while page := await store.raw_events_since(run_id, seq, EXPORT_PAGE):
+            for event in page:
+                write(event)
+            seq = page[-1].seq
+        handle.flush()

@@ -1,0 +1,386 @@
+"""RunStore: the async API over the SQLite store that trainers, the CLI and the TUI share.
+
+One RunStore per process owns the process's single writer connection (all writes serialise on it
+under an asyncio lock, each in `BEGIN IMMEDIATE`) and a separate reader connection, so tailing and
+charting never queue behind a batch commit. Opening it applies migrations and marks runs whose owner
+died (or whose heartbeat went stale) `interrupted`, so nothing stays `running` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import aiosqlite
+
+from store import reads
+from store.append import insert_events, pending, run_pk
+from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
+from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
+from store.events import GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, from_sql_float, json_safe, to_sql_float
+from store.ids import new_run_id, normalize_rel_path, safe_artifact_path, validate_artifact_kind, validate_run_id, validate_sha256
+from store.models import TRANSITIONS, ArtifactRecord, PromotionRecord, RunRecord, SeriesPoint
+from store.schema import migrate
+from store.writer import EventWriter
+
+DEFAULT_STALE_AFTER_S = 30.0
+_RUN_COLUMNS = (
+    "id, kind, name, status, backend, base_model, config, dataset_fingerprint, created_at, started_at, "
+    "finished_at, heartbeat_at, primary_metric, goal, baseline, best, promoted, error, owner_pid, owner_host"
+)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 probes without signalling)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it on Windows; rely on the heartbeat there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    data["promoted"] = bool(data["promoted"])
+    for key in ("baseline", "best"):
+        data[key] = from_sql_float(data[key])
+    return RunRecord.model_validate(data)
+
+
+def _config_json(config: dict[str, Any] | None) -> str:
+    try:
+        return json.dumps(json_safe(config or {}), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"run config is not JSON-serialisable: {exc}") from None
+
+
+class RunStore:
+    """Runs, events, artifacts and promotions in one SQLite file. Use `await RunStore.open(path)`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, runs_root: Path, stale_after_s: float) -> None:
+        self.path = path
+        self.runs_root = runs_root
+        self.stale_after_s = stale_after_s
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._host = socket.gethostname()
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        runs_root: Path | str | None = None,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        create: bool = True,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        check_fs: bool = True,
+    ) -> RunStore:
+        """Open (creating unless `create=False`), migrate, and interrupt runs that died unseen.
+
+        `runs_root` holds the run folders artifacts live in (default: `runs/` next to the store).
+        """
+        path = Path(path).expanduser()
+        if not path.exists():
+            if not create:
+                raise StoreMissingError(f"no store at {path}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await connect(path, busy_timeout_s=busy_timeout_s, check_fs=check_fs)
+        reader: aiosqlite.Connection | None = None
+        try:
+            writer.row_factory = sqlite3.Row
+            await migrate(writer, path)
+            reader = await connect(path, busy_timeout_s=busy_timeout_s, check_fs=False)
+            reader.row_factory = sqlite3.Row
+            root = Path(runs_root).expanduser() if runs_root is not None else path.parent / "runs"
+            store = cls(path, writer, reader, root, stale_after_s)
+            await store.mark_stale_runs()
+        except BaseException:
+            await writer.close()
+            if reader is not None:
+                await reader.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close both connections (pending EventWriters must be closed first)."""
+        await self._reader.close()
+        await self._writer.close()
+
+    async def __aenter__(self) -> RunStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer connection inside `BEGIN IMMEDIATE`, one writer at a time in this process."""
+        async with self._lock:
+            async with immediate(self._writer) as conn:
+                yield conn
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        kind: str,
+        name: str,
+        backend: str | None = None,
+        base_model: str | None = None,
+        config: dict[str, Any] | None = None,
+        dataset_fingerprint: str | None = None,
+        primary_metric: str | None = None,
+        goal: str = "maximize",
+    ) -> str:
+        """Insert a `queued` run and return its new id."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
+        if goal not in GOALS:
+            raise ValueError(f"goal must be one of {GOALS}, not {goal!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError("run name must be a non-empty string")
+        run_id = new_run_id()
+        async with self.transaction() as conn:
+            await conn.execute(
+                """INSERT INTO runs (id, kind, name, status, backend, base_model, config, dataset_fingerprint,
+                                     created_at, primary_metric, goal)
+                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+                (run_id, kind, name, backend, base_model, _config_json(config), dataset_fingerprint, time.time(), primary_metric, goal),
+            )
+        return run_id
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """One run, or RunNotFoundError."""
+        validate_run_id(run_id)
+        row = await fetch_one(self._reader, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id} in the store")
+        return _run_record(row)
+
+    async def list_runs(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Runs newest first, optionally filtered by kind and status."""
+        rows = await fetch_all(
+            self._reader,
+            f"""SELECT {_RUN_COLUMNS} FROM runs WHERE (:kind IS NULL OR kind = :kind)
+                AND (:status IS NULL OR status = :status) ORDER BY created_at DESC, pk DESC""",
+            {"kind": kind, "status": status},
+        )
+        return [_run_record(row) for row in rows]
+
+    async def set_status(self, run_id: str, status: str, error: str | None = None, reason: str | None = None) -> RunRecord:
+        """Move a run through its lifecycle and record a `state` event in the same transaction.
+
+        `running` stamps started_at (first time), the heartbeat and this process as owner; terminal
+        states stamp finished_at. Illegal moves (out of a terminal state) raise InvalidTransitionError.
+        """
+        validate_run_id(run_id)
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
+        now = time.time()
+        async with self.transaction() as conn:
+            row = await fetch_one(conn, "SELECT pk, status FROM runs WHERE id = ?", (run_id,))
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id} in the store")
+            pk, current = int(row[0]), row[1]
+            if status not in TRANSITIONS[current]:
+                raise InvalidTransitionError(f"run {run_id} is {current}; it cannot become {status}")
+            if status == "running":
+                await conn.execute(
+                    """UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), heartbeat_at = ?,
+                       finished_at = NULL, error = NULL, owner_pid = ?, owner_host = ? WHERE pk = ?""",
+                    (now, now, os.getpid(), self._host, pk),
+                )
+            elif status in ("completed", "failed", "cancelled"):
+                await conn.execute(
+                    "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE pk = ?", (status, now, error, pk)
+                )
+            else:
+                await conn.execute("UPDATE runs SET status = ?, error = ? WHERE pk = ?", (status, error or reason, pk))
+            await insert_events(conn, pk, [pending(StateEvent(status=status, reason=reason or error))])  # type: ignore[arg-type]
+        return await self.get_run(run_id)
+
+    async def _update_run(self, run_id: str, column: str, value: object) -> None:
+        validate_run_id(run_id)
+        async with self.transaction() as conn:
+            cursor = await conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, run_id))  # column is ours
+            if cursor.rowcount == 0:
+                raise RunNotFoundError(f"no run {run_id} in the store")
+
+    async def set_baseline(self, run_id: str, value: float | None) -> None:
+        """The primary metric of the untuned model on the same eval set (NaN/Inf kept)."""
+        await self._update_run(run_id, "baseline", to_sql_float(None if value is None else float(value)))
+
+    async def set_best(self, run_id: str, value: float | None) -> None:
+        """The best primary metric the run has reached so far (NaN/Inf kept)."""
+        await self._update_run(run_id, "best", to_sql_float(None if value is None else float(value)))
+
+    async def set_promoted(self, run_id: str, promoted: bool) -> None:
+        """Set the promoted flag directly; `record_promotion` is what keeps lineage and the flags consistent."""
+        await self._update_run(run_id, "promoted", 1 if promoted else 0)
+
+    async def heartbeat(self, run_id: str) -> None:
+        """Tell other processes a running run is alive (EventWriter calls this on its own)."""
+        validate_run_id(run_id)
+        async with self.transaction() as conn:
+            await conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", (time.time(), run_id))
+
+    async def delete_run(self, run_id: str) -> None:
+        """Delete a run with its events, metric points and artifact rows (files are left on disk).
+
+        Running and currently promoted runs are refused: the first has a live writer, the second is
+        being served. Promotion history keeps mentioning the id.
+        """
+        validate_run_id(run_id)
+        async with self.transaction() as conn:
+            row = await fetch_one(conn, "SELECT status, promoted FROM runs WHERE id = ?", (run_id,))
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id} in the store")
+            if row[0] == "running" or row[1]:
+                raise StoreError(f"run {run_id} is {'running' if row[0] == 'running' else 'the promoted one'}; it cannot be deleted")
+            await conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def _is_stale(self, row: sqlite3.Row, now: float) -> str | None:
+        """Why a `running` row is dead, or None if it may still be alive."""
+        pid, host = row["owner_pid"], row["owner_host"]
+        if pid is not None and host == self._host and pid != os.getpid() and not pid_alive(pid):
+            return f"owner process {pid} on {host} is gone"
+        last = row["heartbeat_at"] or row["started_at"] or row["created_at"]
+        if now - last > self.stale_after_s:
+            return f"no heartbeat for {now - last:.0f} s"
+        return None
+
+    async def mark_stale_runs(self) -> list[str]:
+        """Mark `running` runs whose owner died or whose heartbeat is stale as `interrupted`."""
+        query = "SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host FROM runs WHERE status = 'running'"
+        now = time.time()
+        if not any(self._is_stale(row, now) for row in await fetch_all(self._reader, query)):
+            return []
+        marked = []
+        async with self.transaction() as conn:
+            for row in await fetch_all(conn, query):  # re-read under the lock: it may have moved on
+                reason = self._is_stale(row, now)
+                if reason:
+                    await conn.execute(
+                        "UPDATE runs SET status = 'interrupted', error = ? WHERE pk = ?", (f"interrupted: {reason}", row["pk"])
+                    )
+                    await insert_events(conn, int(row["pk"]), [pending(StateEvent(status="interrupted", reason=reason))])
+                    marked.append(row["id"])
+        return marked
+
+    # -- artifacts and promotions ---------------------------------------------------------------
+
+    def artifact_path(self, run_id: str, rel_path: str | PurePosixPath) -> Path:
+        """Absolute path of an artifact inside `runs_root/<run_id>/`; UnsafePathError if it escapes."""
+        return safe_artifact_path(self.runs_root, run_id, rel_path)
+
+    async def add_artifact(self, run_id: str, kind: str, rel_path: str | PurePosixPath, sha256: str, size: int) -> ArtifactRecord:
+        """Record a file of a run (path relative to its run folder; re-adding a path replaces it)."""
+        validate_artifact_kind(kind)
+        validate_sha256(sha256)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"artifact size must be a non-negative int, not {size!r}")
+        self.artifact_path(run_id, rel_path)  # refuses traversal and symlink escapes
+        clean = normalize_rel_path(rel_path)
+        now = time.time()
+        async with self.transaction() as conn:
+            pk = await run_pk(conn, run_id)
+            await conn.execute(
+                "INSERT OR REPLACE INTO artifacts (run_pk, kind, path, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (pk, kind, clean, sha256, size, now),
+            )
+        return ArtifactRecord(run_id=run_id, kind=kind, path=clean, sha256=sha256, bytes=size, created_at=now)
+
+    async def artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """The artifacts of a run, in the order they were recorded."""
+        validate_run_id(run_id)
+        rows = await fetch_all(
+            self._reader,
+            """SELECT a.kind, a.path, a.sha256, a.bytes, a.created_at FROM artifacts a JOIN runs r ON r.pk = a.run_pk
+               WHERE r.id = ? ORDER BY a.created_at, a.path""",
+            (run_id,),
+        )
+        return [ArtifactRecord(run_id=run_id, **dict(row)) for row in rows]
+
+    async def record_promotion(self, run_id: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
+        """Make a completed run the active one of its kind and append the step to the lineage."""
+        validate_run_id(run_id)
+        if replaced_run_id is not None:
+            validate_run_id(replaced_run_id)
+        now = time.time()
+        async with self.transaction() as conn:
+            row = await fetch_one(conn, "SELECT pk, kind, status FROM runs WHERE id = ?", (run_id,))
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id} in the store")
+            if row["status"] != "completed":
+                raise InvalidTransitionError(f"run {run_id} is {row['status']}; only completed runs can be promoted")
+            await conn.execute("UPDATE runs SET promoted = (pk = ?) WHERE kind = ?", (row["pk"], row["kind"]))
+            cursor = await conn.execute(
+                "INSERT INTO promotions (kind, run_id, replaced_run_id, reason, promoted_at) VALUES (?, ?, ?, ?, ?)",
+                (row["kind"], run_id, replaced_run_id, reason, now),
+            )
+            promotion_id = int(cursor.lastrowid or 0)
+        return PromotionRecord(id=promotion_id, kind=row["kind"], run_id=run_id, replaced_run_id=replaced_run_id, reason=reason, promoted_at=now)
+
+    async def promotions(self, kind: str | None = None) -> list[PromotionRecord]:
+        """The promotion lineage, oldest first."""
+        rows = await fetch_all(
+            self._reader, "SELECT * FROM promotions WHERE (:kind IS NULL OR kind = :kind) ORDER BY id", {"kind": kind}
+        )
+        return [PromotionRecord.model_validate(dict(row)) for row in rows]
+
+    async def active_run(self, kind: str) -> str | None:
+        """The id of the run most recently promoted for `kind`, or None."""
+        row = await fetch_one(self._reader, "SELECT run_id FROM promotions WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
+        return None if row is None else row[0]
+
+    # -- events -------------------------------------------------------------------------------
+
+    def writer(self, run_id: str, **options: Any) -> EventWriter:
+        """A batched EventWriter for one run; use `async with store.writer(run_id) as w:`."""
+        return EventWriter(self, validate_run_id(run_id), **options)
+
+    async def append_events(self, run_id: str, events: Sequence[Event | tuple[Event, int | None]]) -> int:
+        """Append events in one transaction (no batching) and return the last committed seq."""
+        validate_run_id(run_id)
+        items = [pending(*e) if isinstance(e, tuple) else pending(e) for e in events]
+        async with self.transaction() as conn:
+            return await insert_events(conn, await run_pk(conn, run_id), items, heartbeat_at=time.time())
+
+    async def events_since(self, run_id: str, seq: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """Up to `limit` events with seq > `seq`, in order; poll with the last seq you saw."""
+        return await reads.events_since(self._reader, validate_run_id(run_id), seq, limit)
+
+    async def raw_events_since(self, run_id: str, seq: int = 0, limit: int = 1000) -> list[reads.RawEvent]:
+        """As `events_since`, with payloads left as stored JSON (cheap, for export)."""
+        return await reads.raw_events_since(self._reader, validate_run_id(run_id), seq, limit)
+
+    async def last_seq(self, run_id: str) -> int:
+        """The last committed seq of a run (0 if none)."""
+        return await reads.last_seq(self._reader, validate_run_id(run_id))
+
+    async def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """Last value of each metric of a run."""
+        return await reads.latest_metrics(self._reader, validate_run_id(run_id))
+
+    async def metric_keys(self, run_id: str) -> list[str]:
+        """The metric names a run has recorded."""
+        return await reads.metric_keys(self._reader, validate_run_id(run_id))
+
+    async def series(self, run_id: str, key: str, max_points: int = 500) -> list[SeriesPoint]:
+        """One metric downsampled to at most `max_points` points, in seq order."""
+        return await reads.series(self._reader, validate_run_id(run_id), key, max_points)
