@@ -1,0 +1,175 @@
+"""BEIR folders: corpus, queries and graded judgments, with negatives mined by BM25.
+
+Layout (as published by BEIR):
+
+    corpus.jsonl       {"_id", "title", "text"}      document text = title + " " + text
+    queries.jsonl      {"_id", "text"}
+    qrels/<split>.tsv  header `query-id corpus-id score`, then one tab-separated judgment a line
+
+Positives are the judged documents with score > 0. Negatives are the top `bm25_candidates` BM25
+hits (the `bm25s` library, English stopwords) for the query text with every judged positive of that
+query removed, by id and by identical text: a judged-relevant document must never be trained as
+irrelevant. Hits with a BM25 score of 0 share no word with the query and are not candidates, so a
+query may get fewer negatives. Positives + negatives are the query's full candidate list for
+evaluation (positives that BM25 missed are included, as in reranking benchmarks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainers.data_model import QueryExample, RerankDataset, make_dataset, unique
+from trainers.errors import DataError
+from trainers.jsonl import id_field, iter_jsonl, string_field
+
+HEADER_FIRST_FIELDS = {"query-id", "query_id", "qid"}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Document ids in file order and their texts (title + text)."""
+
+    ids: list[str]
+    texts: list[str]
+
+
+def document_text(title: str | None, text: str) -> str:
+    """What the reranker reads for a BEIR document: the title, a space, then the text."""
+    title = (title or "").strip()
+    text = text.strip()
+    return f"{title} {text}" if title else text
+
+
+def read_corpus(path: Path) -> Corpus:
+    """Read corpus.jsonl; ids must be unique, `text` a string, `title` (optional) a string or null."""
+    ids: list[str] = []
+    texts: list[str] = []
+    first_line: dict[str, int] = {}
+    for line, obj in iter_jsonl(path):
+        doc_id = id_field(obj, "_id", path, line)
+        text = string_field(obj, "text", path, line, allow_empty=True)
+        title = obj.get("title")
+        if title is not None and not isinstance(title, str):
+            raise DataError(f"field 'title' must be a string, got {type(title).__name__}", path, line)
+        if doc_id in first_line:
+            raise DataError(f"duplicate document id {doc_id!r} (first on line {first_line[doc_id]})", path, line)
+        first_line[doc_id] = line
+        ids.append(doc_id)
+        texts.append(document_text(title, text))
+    if not ids:
+        raise DataError("no documents: the file is empty", path)
+    return Corpus(ids=ids, texts=texts)
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """Read queries.jsonl into {id: text} in file order; ids unique, text non-blank."""
+    queries: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for line, obj in iter_jsonl(path):
+        qid = id_field(obj, "_id", path, line)
+        text = string_field(obj, "text", path, line)
+        if qid in first_line:
+            raise DataError(f"duplicate query id {qid!r} (first on line {first_line[qid]})", path, line)
+        first_line[qid] = line
+        queries[qid] = text.strip()
+    if not queries:
+        raise DataError("no queries: the file is empty", path)
+    return queries
+
+
+def read_qrels(path: Path, queries: dict[str, str], doc_ids: set[str]) -> dict[str, dict[str, float]]:
+    """Read a qrels TSV into {query id: {doc id: score}}; unknown ids and bad scores name their line."""
+    if not path.is_file():
+        folder = path.parent
+        splits = sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
+        hint = f"available splits: {', '.join(splits)}" if splits else f"no .tsv files in {folder}"
+        raise DataError(f"qrels file not found ({hint}; set data.qrels_split)", path)
+    qrels: dict[str, dict[str, float]] = {}
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read file ({exc.strerror or exc})", path) from None
+    for line_no, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason})", path, line_no) from None
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.split())]
+        if line_no == 1 and fields[0].lower() in HEADER_FIRST_FIELDS:
+            continue
+        if len(fields) != 3:
+            raise DataError(f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(fields)}",
+                            path, line_no)
+        qid, doc_id, score_text = fields
+        try:
+            score = float(score_text)
+        except ValueError:
+            raise DataError(f"score must be a number, got {score_text!r}", path, line_no) from None
+        if not np.isfinite(score):
+            raise DataError(f"score must be finite, got {score_text!r}", path, line_no)
+        if qid not in queries:
+            raise DataError(f"query-id {qid!r} is not in queries.jsonl", path, line_no)
+        if doc_id not in doc_ids:
+            raise DataError(f"corpus-id {doc_id!r} is not in corpus.jsonl", path, line_no)
+        qrels.setdefault(qid, {})[doc_id] = score
+    return qrels
+
+
+def mine_bm25(corpus: Corpus, queries: list[str], k: int) -> list[list[str]]:
+    """Top-k document ids by BM25 for each query, best first; hits with score 0 are left out."""
+    import bm25s  # a few hundred ms to import: only when a BEIR folder is loaded
+
+    tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
+    corpus_tokens = tokenizer.tokenize(corpus.texts, show_progress=False, update_vocab=True, return_as="ids")
+    retriever = bm25s.BM25()
+    retriever.index(corpus_tokens, show_progress=False)
+    # update_vocab=False maps words the corpus never saw to the empty token, which scores 0.
+    query_tokens = tokenizer.tokenize(queries, show_progress=False, update_vocab=False, return_as="ids")
+    k = min(k, len(corpus.ids))
+    indices, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
+    return [[corpus.ids[int(i)] for i, s in zip(row_i, row_s) if s > 0] for row_i, row_s in zip(indices, scores)]
+
+
+def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30,
+              max_queries: int | None = None) -> RerankDataset:
+    """Load a BEIR folder, mining `bm25_candidates` negatives per judged query (see the module docstring)."""
+    folder = Path(folder)
+    corpus = read_corpus(folder / "corpus.jsonl")
+    queries = read_queries(folder / "queries.jsonl")
+    qrels = read_qrels(folder / "qrels" / f"{split}.tsv", queries, set(corpus.ids))
+    text_of = dict(zip(corpus.ids, corpus.texts))
+    judged: list[tuple[str, list[str]]] = []
+    n_without_positives = 0
+    for qid in queries:
+        grades = qrels.get(qid, {})
+        # Best grade first, ties in qrels order; empty documents cannot be read, so they cannot be positives.
+        positive_ids = [d for d, s in sorted(grades.items(), key=lambda item: -item[1]) if s > 0 and text_of[d]]
+        if positive_ids:
+            judged.append((qid, positive_ids))
+        else:
+            n_without_positives += 1
+    if not judged:
+        raise DataError(f"no query has a judged positive in qrels/{split}.tsv", folder)
+    n_beyond = 0
+    if max_queries is not None and len(judged) > max_queries:
+        n_beyond, judged = len(judged) - max_queries, judged[:max_queries]
+    depth = bm25_candidates + max(len(pos) for _, pos in judged)
+    hits = mine_bm25(corpus, [queries[qid] for qid, _ in judged], depth)
+    examples = []
+    for (qid, positive_ids), ranked in zip(judged, hits):
+        excluded = set(positive_ids)
+        positive_texts = {text_of[d] for d in positive_ids}
+        negative_ids = [d for d in ranked if d not in excluded and text_of[d] not in positive_texts]
+        negative_ids = unique(negative_ids)[:bm25_candidates]
+        examples.append(QueryExample(
+            qid=qid, query=queries[qid],
+            positives=[text_of[d] for d in positive_ids], negatives=[text_of[d] for d in negative_ids],
+            positive_ids=positive_ids, negative_ids=negative_ids))
+    return make_dataset(examples, source=str(folder), format="beir",
+                        variant=f"qrels/{split}, bm25 top {bm25_candidates}",
+                        n_without_positives=n_without_positives, n_beyond_max_queries=n_beyond)
