@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -65,7 +65,7 @@ class TinyQwen3Spec:
     init_std: float = 0.08
     embed_std: float = 0.5
     tie_word_embeddings: bool = True
-    extra: tuple[tuple[str, float], ...] = field(default=())
+    vocab_size: int | None = None  # pad the embedding to this many rows (e.g. Qwen3's 151,936)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -162,6 +162,7 @@ def write_tiny_qwen3(dest: Path, spec: TinyQwen3Spec, weights: dict[str, np.ndar
     from safetensors.numpy import save_file
 
     tokenizer_json, vocab_size = build_tokenizer_json()
+    vocab_size = max(vocab_size, spec.vocab_size or 0)
     vocab = json.loads(tokenizer_json)["added_tokens"]
     specials = {tok["content"]: tok["id"] for tok in vocab}
     weights = weights if weights is not None else make_weights(spec, vocab_size)
