@@ -1,0 +1,103 @@
+"""Ranking metrics for reranker evaluation: MRR@10, nDCG@10, Recall@10 and MAP.
+
+Each query is a list of candidate scores and their relevance labels (0 = not relevant, > 0 =
+relevant; larger labels are more relevant and count as graded gains in nDCG). Candidates are ranked
+by score, highest first. Ties are broken pessimistically: among equal scores, relevant documents
+rank after non-relevant ones (and lower grades before higher ones), so a model that scores
+everything alike earns the worst ranking, never a lucky one. NaN scores rank below every number.
+Per-query values are averaged with equal weight per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+CUTOFF = 10
+METRIC_NAMES = ("mrr@10", "ndcg@10", "recall@10", "map")
+METRIC_GOALS: dict[str, str] = {
+    "mrr@10": "maximize",
+    "ndcg@10": "maximize",
+    "recall@10": "maximize",
+    "map": "maximize",
+    "eval_loss": "minimize",
+}
+
+
+def ranked_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Labels in rank order (best score first), ties broken pessimistically (see the module docstring)."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    if np.any(y < 0) or not np.all(np.isfinite(y)):
+        raise ValueError("labels must be finite and non-negative")
+    s = np.where(np.isnan(s), -np.inf, s)
+    # lexsort sorts by the last key first: descending score, then ascending label within a tie.
+    order = np.lexsort((y, -s))
+    return y[order]
+
+
+def reciprocal_rank(ranked: np.ndarray, k: int = CUTOFF) -> float:
+    """1 / rank of the first relevant document within the top k (ranks from 1), else 0."""
+    hits = np.flatnonzero(ranked[:k] > 0)
+    return 1.0 / (hits[0] + 1) if hits.size else 0.0
+
+
+def ndcg(ranked: np.ndarray, k: int = CUTOFF) -> float:
+    """DCG@k / ideal DCG@k with linear gains: DCG = sum over ranks i of label_i / log2(i + 1).
+
+    Linear gains are trec_eval's and BEIR's convention; with binary labels they equal 2^label - 1.
+    The ideal ordering sorts all labels of the query; a query with no relevant document scores 0.
+    """
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    top = ranked[:k]
+    ideal = np.sort(ranked)[::-1][:k]
+    idcg = float(ideal @ discounts[: ideal.size])
+    return float(top @ discounts[: top.size]) / idcg if idcg > 0 else 0.0
+
+
+def recall(ranked: np.ndarray, k: int = CUTOFF) -> float:
+    """Relevant documents in the top k / relevant documents in the candidate list (0 if none)."""
+    relevant = int(np.count_nonzero(ranked > 0))
+    return int(np.count_nonzero(ranked[:k] > 0)) / relevant if relevant else 0.0
+
+
+def average_precision(ranked: np.ndarray) -> float:
+    """Mean over relevant documents of precision at their rank, over the whole list (0 if none relevant)."""
+    relevant = ranked > 0
+    n_relevant = int(np.count_nonzero(relevant))
+    if not n_relevant:
+        return 0.0
+    ranks = np.flatnonzero(relevant) + 1
+    precision_at_hits = np.arange(1, n_relevant + 1) / ranks
+    return float(precision_at_hits.mean())
+
+
+def query_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """All four metrics for one query."""
+    ranked = ranked_labels(scores, labels)
+    return {
+        "mrr@10": reciprocal_rank(ranked),
+        "ndcg@10": ndcg(ranked),
+        "recall@10": recall(ranked),
+        "map": average_precision(ranked),
+    }
+
+
+def evaluate_rankings(queries: Iterable[tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]]
+                      ) -> dict[str, float]:
+    """Mean of each metric over queries given as (scores, labels); keys exactly METRIC_NAMES."""
+    per_query = [query_metrics(scores, labels) for scores, labels in queries]
+    if not per_query:
+        raise ValueError("no queries to evaluate")
+    return {name: float(np.mean([m[name] for m in per_query])) for name in METRIC_NAMES}
+
+
+def improvement(metric: str, baseline: float, candidate: float) -> float:
+    """How much better `candidate` is than `baseline` on `metric` (positive = better, whatever the goal)."""
+    goal = METRIC_GOALS.get(metric)
+    if goal is None:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_GOALS)}")
+    return candidate - baseline if goal == "maximize" else baseline - candidate
