@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ragweld_tui.errors import UserError
 
-COMMAND_MODULES = ("score", "backends", "runs")
+COMMAND_MODULES = ("score", "backends", "runs", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", "-c", metavar="TOML", help="configuration file (default: built-in defaults)")
     parser.add_argument("--db", metavar="PATH", help="SQLite store to use instead of the configured one")
+    parser.add_argument("--run", nargs="?", const="config.toml", metavar="TOML",
+                        help="train headless with this configuration (default config.toml)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="with --run: continue an interrupted run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"ragweld_tui.commands.{name}").register(sub)
@@ -33,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.run is not None or args.resume:
+            from ragweld_tui.commands.train import run_headless
+
+            return run_headless(args)
         if args.command is None:
             parser.print_help()
             return 0

@@ -1,0 +1,167 @@
+"""Headless training (`ragweld-tui --run config.toml [--resume RUN_ID]`), `promote` and `rollback`.
+
+Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled (Ctrl-C stops cooperatively after the
+current step; the run is recorded as cancelled, never left running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ragweld_tui.commands.common import config_from_args, user_errors
+from ragweld_tui.config import AppConfig
+from ragweld_tui.errors import UserError
+
+EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    promote = sub.add_parser("promote", help="promote a completed run's adapter to the active one")
+    promote.add_argument("run_id", metavar="RUN_ID")
+    promote.add_argument("--force", action="store_true", help="waive the metric gate (never the compatibility checks)")
+    promote.set_defaults(handler=lambda args: asyncio.run(_promote(args)))
+    rollback = sub.add_parser("rollback", help="restore the previously active adapter (or the base model)")
+    rollback.add_argument("--kind", choices=("reranker", "agent"), default="reranker")
+    rollback.set_defaults(handler=lambda args: asyncio.run(_rollback(args)))
+
+
+@contextlib.asynccontextmanager
+async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterator:
+    """The store named by --db (runs folder beside it) or the configured one."""
+    from store import RunStore, StoreError
+
+    if getattr(args, "db", None):
+        path, runs_root = Path(args.db).expanduser(), None
+    else:
+        path, runs_root = config.store_path(), config.runs_root()
+    try:
+        store = await RunStore.open(path, runs_root=runs_root)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class ProgressPrinter:
+    """A bar with ETA on a terminal; plain lines (at evals and every 10 steps) otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, update) -> None:
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / update.step * (update.max_steps - update.step) if update.step else 0.0
+        text = (f"step {update.step}/{update.max_steps} loss {update.loss:.4f} {update.tokens_per_s:,.0f} tok/s "
+                f"elapsed {elapsed:.0f}s eta {eta:.0f}s")
+        if update.eval_metrics:
+            text += "  eval " + " ".join(f"{k}={v:.4f}" for k, v in update.eval_metrics.items())
+        if self.tty:
+            width = 24
+            filled = int(width * update.step / update.max_steps)
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K", end="\n" if update.eval_metrics else "",
+                  file=self.stream, flush=True)
+        elif update.eval_metrics or update.step % 10 == 0 or update.step == update.max_steps:
+            print(text, file=self.stream, flush=True)
+
+
+def print_outcome(outcome) -> None:
+    if outcome.error:
+        print(f"run {outcome.run_id} failed: {outcome.error}")
+    print(f"\nrun {outcome.run_id}: {outcome.status} after {outcome.steps} steps in {outcome.wall_s:.1f}s "
+          f"({outcome.tokens_per_s:,.0f} training tokens/s)")
+    if outcome.baseline:
+        print(f"{'metric':<10} {'base':>8} {'tuned':>8} {'delta':>8}")
+        for name, base in outcome.baseline.items():
+            tuned = outcome.best.get(name)
+            mark = " *" if name == outcome.primary_metric else ""
+            tuned_text = f"{tuned:>8.4f} {tuned - base:>+8.4f}" if tuned is not None else f"{'-':>8} {'-':>8}"
+            print(f"{name:<10} {base:>8.4f} {tuned_text}{mark}")
+        print(f"(* primary metric; best at step {outcome.best_step})")
+    if outcome.decision is not None:
+        verdict = "PROMOTED" if outcome.decision.promote else "not promoted"
+        print(f"promotion: {verdict} — {'; '.join(outcome.decision.reasons)}")
+
+
+async def _run(args: argparse.Namespace, config: AppConfig) -> int:
+    from trainers.errors import DataError
+    from trainers.reranker_run import run_reranker
+    from trainers.run_plan import RunPlan
+
+    if config.train.kind != "reranker":
+        raise UserError(f"[train].kind = {config.train.kind!r}: only 'reranker' runs are available in this version")
+    with user_errors():
+        try:
+            plan = await asyncio.to_thread(RunPlan.prepare, config)
+        except (DataError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+    cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, cancel.set)
+        loop.add_signal_handler(signal.SIGTERM, cancel.set)
+    async with open_store(args, config) as store:
+        if args.resume:
+            await _check_resumable(store, args.resume)
+        outcome = await run_reranker(config, store, cancel, resume_run_id=args.resume, plan=plan,
+                                     on_progress=ProgressPrinter())
+    print_outcome(outcome)
+    return EXIT_CODES.get(outcome.status, 1)
+
+
+async def _check_resumable(store, run_id: str) -> None:
+    from store import StoreError
+
+    try:
+        run = await store.get_run(run_id)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    if run.status != "interrupted":
+        raise UserError(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """Entry point for `--run [config.toml]`."""
+    if args.config and args.run and Path(args.config) != Path(args.run):
+        raise UserError("give the configuration once: --run CONFIG or --config CONFIG")
+    args.config = args.run or args.config
+    config = config_from_args(args)
+    return asyncio.run(_run(args, config))
+
+
+async def _promote(args: argparse.Namespace) -> int:
+    from store import StoreError
+    from trainers.promotion import PromotionRefused, promote
+
+    config = config_from_args(args)
+    async with open_store(args, config) as store:
+        try:
+            decision = await promote(store, config, args.run_id, force=args.force)
+        except (PromotionRefused, StoreError) as exc:
+            raise UserError(f"not promoted: {exc}") from None
+    print(f"promoted {args.run_id}: {'; '.join(decision.reasons)}")
+    return 0
+
+
+async def _rollback(args: argparse.Namespace) -> int:
+    from trainers.promotion import PromotionRefused, rollback
+
+    config = config_from_args(args)
+    async with open_store(args, config) as store:
+        try:
+            active = await rollback(store, config, args.kind)
+        except PromotionRefused as exc:
+            raise UserError(str(exc)) from None
+    print(f"active {args.kind} adapter: {active or 'none (base model)'}")
+    return 0
