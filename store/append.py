@@ -8,6 +8,7 @@ not at all.
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -43,14 +44,46 @@ async def run_pk(conn: aiosqlite.Connection, run_id: str) -> int:
     return int(row[0])
 
 
-async def insert_events(conn: aiosqlite.Connection, pk: int, items: Sequence[PendingEvent], heartbeat_at: float | None = None) -> int:
+# Bound variables per statement: SQLite's default limit is 32766 since 3.32, 999 before.
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
+async def insert_rows(conn: aiosqlite.Connection, head: str, width: int, rows: Sequence[tuple]) -> None:
+    """INSERT rows as one multi-row VALUES statement (per variable limit) instead of `executemany`.
+
+    `executemany` steps once per row, and every step releases and re-takes the GIL, so a busy
+    training thread makes each row wait; one statement per batch takes the GIL a handful of times.
+    """
+    per_statement = max(1, MAX_VARIABLES // width)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        placeholders = ",".join(["(" + ",".join("?" * width) + ")"] * len(chunk))
+        await conn.execute(f"{head} VALUES {placeholders}", [value for row in chunk for value in row])
+
+
+async def append_batch(conn: aiosqlite.Connection, run_id: str, items: Sequence[PendingEvent], heartbeat_at: float | None = None) -> int:
+    """`insert_events` for a run named by id, finding its key and last seq in one query."""
+    row = await fetch_one(
+        conn, "SELECT pk, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = runs.pk) FROM runs WHERE id = ?", (run_id,)
+    )
+    if row is None:
+        raise RunNotFoundError(f"no run {run_id} in the store")
+    return await insert_events(conn, int(row[0]), items, heartbeat_at, last_seq=int(row[1]))
+
+
+async def insert_events(
+    conn: aiosqlite.Connection, pk: int, items: Sequence[PendingEvent], heartbeat_at: float | None = None, last_seq: int | None = None
+) -> int:
     """Append items to run `pk` inside the caller's transaction; return the last seq written.
 
     Metric values also go to `metric_points` with running sums (finite values only) continued from
     `metric_latest`, which keeps the last point per key for `latest_metrics()` and the next batch.
+    `last_seq` must have been read inside the same transaction when given.
     """
-    row = await fetch_one(conn, "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = ?", (pk,))
-    last = int(row[0]) if row else 0
+    if last_seq is None:
+        row = await fetch_one(conn, "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = ?", (pk,))
+        last_seq = int(row[0]) if row else 0
+    last = last_seq
     event_rows = []
     points: list[tuple] = []
     latest: dict[str, tuple] = {}
@@ -72,14 +105,9 @@ async def insert_events(conn: aiosqlite.Connection, pk: int, items: Sequence[Pen
             point = (pk, key, seq, item.step, to_sql_float(value), csum, ccount)
             points.append(point)
             latest[key] = point
-    await conn.executemany(
-        "INSERT INTO events (run_pk, seq, ts, step, type, payload) VALUES (?, ?, ?, ?, ?, ?)", event_rows
-    )
+    await insert_rows(conn, "INSERT INTO events (run_pk, seq, ts, step, type, payload)", 6, event_rows)
     if points:
-        await conn.executemany(
-            "INSERT INTO metric_points (run_pk, key, seq, step, value, csum, ccount) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            points,
-        )
+        await insert_rows(conn, "INSERT INTO metric_points (run_pk, key, seq, step, value, csum, ccount)", 7, points)
         await conn.executemany(
             """INSERT INTO metric_latest (run_pk, key, seq, step, value, csum, ccount) VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (run_pk, key) DO UPDATE SET seq = excluded.seq, step = excluded.step,

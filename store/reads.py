@@ -86,39 +86,42 @@ async def series(conn: aiosqlite.Connection, run_id: str, key: str, max_points: 
     """At most `max_points` points of one metric, downsampled in SQL.
 
     The seq range is split at `max_points` evenly spaced boundaries; for each one the primary key
-    (run_pk, key, seq) finds the first point at or after it (the end of that bucket), so the cost is ~2 index seeks per
-    bucket whatever the number of points. Bucket means come from the running sums stored with
-    each point.
+    (run_pk, key, seq) finds the first point at or after it (the end of that bucket), so the cost
+    is ~2 index seeks per bucket whatever the number of points. Bucket means come from the
+    running sums stored with each point.
     """
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
-    params = {"run": run_id, "key": key, "n": int(max_points)}
-    where = f"run_pk = {_PK} AND key = :key"
+    row = await fetch_one(conn, "SELECT pk FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        raise RunNotFoundError(f"no run {run_id} in the store")
+    # The run's integer key is bound, not sub-selected: SQLite would re-run the lookup per bucket.
+    params = {"pk": int(row[0]), "key": key, "n": int(max_points)}
+    where = "run_pk = :pk AND key = :key"
     bounds = await fetch_one(
         conn,
-        f"""SELECT {_PK}, (SELECT MIN(seq) FROM metric_points WHERE {where}),
-                  (SELECT MAX(seq) FROM metric_points WHERE {where}),
-                  (SELECT COUNT(*) FROM (SELECT 1 FROM metric_points WHERE {where} LIMIT :n + 1))""",
+        f"""SELECT (SELECT MIN(seq) FROM metric_points WHERE {where}),
+                   (SELECT MAX(seq) FROM metric_points WHERE {where}),
+                   (SELECT COUNT(*) FROM (SELECT 1 FROM metric_points WHERE {where} LIMIT :n + 1))""",
         params,
     )
     if bounds is None or bounds[0] is None:
-        raise RunNotFoundError(f"no run {run_id} in the store")
-    if bounds[1] is None:
         return []
     columns = "p.seq, p.step, p.value, p.csum, p.ccount"
-    if int(bounds[3]) <= max_points:
+    if int(bounds[2]) <= max_points:
         rows = await fetch_all(conn, f"SELECT {columns} FROM metric_points p WHERE {where} ORDER BY seq", params)
         return _points(list(rows), (0.0, 0))
     # Boundaries lo + (hi - lo) * i / (n - 1), i = 0..n-1: the first and the last point are always kept.
-    lo, hi = int(bounds[1]), int(bounds[2])
+    # CROSS JOIN pins the join order (picks outer): otherwise SQLite may scan every point of the key.
+    lo, hi = int(bounds[0]), int(bounds[1])
     params.update(lo=hi if max_points == 1 else lo, hi=hi, last=max(max_points - 1, 1))
     rows = await fetch_all(
         conn,
         f"""WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < :n),
             picks AS (SELECT DISTINCT (SELECT seq FROM metric_points WHERE {where}
                                        AND seq >= :lo + ((:hi - :lo) * i) / :last ORDER BY seq LIMIT 1) AS seq FROM b)
-            SELECT {columns} FROM picks JOIN metric_points p
-              ON p.run_pk = {_PK} AND p.key = :key AND p.seq = picks.seq
+            SELECT {columns} FROM picks CROSS JOIN metric_points p
+              ON p.run_pk = :pk AND p.key = :key AND p.seq = picks.seq
             ORDER BY p.seq""",
         params,
     )

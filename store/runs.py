@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 
 from store import reads
-from store.append import insert_events, pending, run_pk
+from store.append import append_batch, insert_events, pending, run_pk
 from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
 from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
 from store.events import GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, from_sql_float, json_safe, to_sql_float
@@ -359,7 +359,7 @@ class RunStore:
         validate_run_id(run_id)
         items = [pending(*e) if isinstance(e, tuple) else pending(e) for e in events]
         async with self.transaction() as conn:
-            return await insert_events(conn, await run_pk(conn, run_id), items, heartbeat_at=time.time())
+            return await append_batch(conn, run_id, items, heartbeat_at=time.time())
 
     async def events_since(self, run_id: str, seq: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Up to `limit` events with seq > `seq`, in order; poll with the last seq you saw."""

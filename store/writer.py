@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from store.append import PendingEvent, insert_events, pending, run_pk
+from store.append import PendingEvent, append_batch, pending
 from store.errors import StoreError
 from store.events import Event
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from store.runs import RunStore
 
 LOG = logging.getLogger(__name__)
+HEARTBEAT_MIN_S = 1.0
 
 
 class EventWriter:
@@ -143,16 +144,18 @@ class EventWriter:
             batch = []
             while self._buffer and len(batch) < self.max_batch:
                 batch.append(self._buffer.popleft())
+            now = time.time()
+            beat = now if now - self._last_beat >= HEARTBEAT_MIN_S else None  # one UPDATE a second is plenty
             try:
-                now = time.time()
                 async with self.store.transaction() as conn:
-                    last = await insert_events(conn, await run_pk(conn, self.run_id), batch, heartbeat_at=now)
+                    last = await append_batch(conn, self.run_id, batch, heartbeat_at=beat)
             except BaseException as exc:
                 self._buffer.extendleft(reversed(batch))
                 self.error = exc
                 raise
             self._last_committed = last
-            self._last_beat = now
+            if beat is not None:
+                self._last_beat = beat
             self.error = None
             self._space.set()
 
