@@ -61,10 +61,14 @@ async def insert_rows(conn: aiosqlite.Connection, head: str, width: int, rows: S
         await conn.execute(f"{head} VALUES {placeholders}", [value for row in chunk for value in row])
 
 
-async def append_batch(conn: aiosqlite.Connection, run_id: str, items: Sequence[PendingEvent], heartbeat_at: float | None = None) -> int:
+async def append_batch(
+    conn: aiosqlite.Connection, run_id: str, items: Sequence[PendingEvent], heartbeat_at: float | None = None
+) -> int:
     """`insert_events` for a run named by id, finding its key and last seq in one query."""
     row = await fetch_one(
-        conn, "SELECT pk, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = runs.pk) FROM runs WHERE id = ?", (run_id,)
+        conn,
+        "SELECT pk, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = runs.pk) FROM runs WHERE id = ?",
+        (run_id,),
     )
     if row is None:
         raise RunNotFoundError(f"no run {run_id} in the store")
@@ -72,7 +76,11 @@ async def append_batch(conn: aiosqlite.Connection, run_id: str, items: Sequence[
 
 
 async def insert_events(
-    conn: aiosqlite.Connection, pk: int, items: Sequence[PendingEvent], heartbeat_at: float | None = None, last_seq: int | None = None
+    conn: aiosqlite.Connection,
+    pk: int,
+    items: Sequence[PendingEvent],
+    heartbeat_at: float | None = None,
+    last_seq: int | None = None,
 ) -> int:
     """Append items to run `pk` inside the caller's transaction; return the last seq written.
 

@@ -74,7 +74,9 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def connect(path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, check_fs: bool = True) -> aiosqlite.Connection:
+async def connect(
+    path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, check_fs: bool = True
+) -> aiosqlite.Connection:
     """Open an autocommit aiosqlite connection with WAL, NORMAL sync, foreign keys and a busy timeout.
 
     Autocommit (`isolation_level=None`) means a plain SELECT is its own short read transaction and
@@ -94,7 +96,9 @@ async def connect(path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIME
     except sqlite3.DatabaseError as exc:
         await conn.close()
         if "not a database" in str(exc) or "malformed" in str(exc):
-            raise NotAStoreError(f"{path} is not a SQLite database ({exc}); move it away or choose another --db") from None
+            raise NotAStoreError(
+                f"{path} is not a SQLite database ({exc}); move it away or choose another --db"
+            ) from None
         raise StoreError(f"cannot open the store {path}: {exc}") from None
     except BaseException:
         await conn.close()

@@ -9,7 +9,7 @@ any JSONL consumer can parse) and read back as floats.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -81,7 +81,7 @@ class CheckpointEvent(_EventBase):
 
 
 Event = Annotated[
-    Union[MetricsEvent, EvalEvent, TelemetryEvent, LogEvent, StateEvent, CheckpointEvent],
+    MetricsEvent | EvalEvent | TelemetryEvent | LogEvent | StateEvent | CheckpointEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -36,7 +36,9 @@ def validate_run_id(value: object) -> str:
     """Return value unchanged if it is a run id, else raise InvalidRunIdError naming the pattern."""
     if not is_run_id(value):
         shown = repr(value)[:80]
-        raise InvalidRunIdError(f"invalid run id {shown}: expected r<YYYYMMDD>-<HHMMSS>-<8 hex>, e.g. r20250101-120000-1a2b3c4d")
+        raise InvalidRunIdError(
+            f"invalid run id {shown}: expected r<YYYYMMDD>-<HHMMSS>-<8 hex>, e.g. r20250101-120000-1a2b3c4d"
+        )
     return value  # type: ignore[return-value]
 
 

@@ -5,11 +5,13 @@ Times are UNIX epoch seconds (float, UTC); floats may be NaN or ±Inf and serial
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from store.events import Goal, RunKind, RunStatus
+from store.events import Goal, RunKind, RunStatus, from_sql_float, json_safe
 
 _READ_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
@@ -92,3 +94,21 @@ class SeriesPoint(BaseModel):
     value: float
     mean: float | None
     count: int
+
+
+def run_record_from_row(row: sqlite3.Row) -> RunRecord:
+    """A RunRecord from a `runs` row (config parsed, NaN-as-text floats decoded)."""
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    data["promoted"] = bool(data["promoted"])
+    for key in ("baseline", "best"):
+        data[key] = from_sql_float(data[key])
+    return RunRecord.model_validate(data)
+
+
+def encode_config(config: dict[str, Any] | None) -> str:
+    """Strict JSON for `runs.config` (non-finite floats as strings, keys sorted)."""
+    try:
+        return json.dumps(json_safe(config or {}), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"run config is not JSON-serialisable: {exc}") from None

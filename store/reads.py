@@ -38,7 +38,8 @@ async def raw_events_since(conn: aiosqlite.Connection, run_id: str, seq: int, li
     """Up to `limit` events with seq > `seq`, in seq order, payloads as stored."""
     rows = await fetch_all(
         conn,
-        f"SELECT seq, ts, step, type, payload FROM events WHERE run_pk = {_PK} AND seq > :seq ORDER BY seq LIMIT :limit",
+        f"""SELECT seq, ts, step, type, payload FROM events
+            WHERE run_pk = {_PK} AND seq > :seq ORDER BY seq LIMIT :limit""",
         {"run": run_id, "seq": int(seq), "limit": int(limit)},
     )
     if not rows:
@@ -64,7 +65,9 @@ async def last_seq(conn: aiosqlite.Connection, run_id: str) -> int:
 
 async def latest_metrics(conn: aiosqlite.Connection, run_id: str) -> dict[str, float]:
     """The last recorded value of every metric of a run (eval metrics under `eval/`)."""
-    rows = await fetch_all(conn, f"SELECT key, value FROM metric_latest WHERE run_pk = {_PK} ORDER BY key", {"run": run_id})
+    rows = await fetch_all(
+        conn, f"SELECT key, value FROM metric_latest WHERE run_pk = {_PK} ORDER BY key", {"run": run_id}
+    )
     if not rows:
         await ensure_run(conn, run_id)
     return {r[0]: float(from_sql_float(r[1])) for r in rows}  # type: ignore[arg-type]
@@ -132,4 +135,3 @@ async def metric_keys(conn: aiosqlite.Connection, run_id: str) -> list[str]:
     """Names of the metrics a run has recorded, for chart pickers."""
     rows = await fetch_all(conn, f"SELECT key FROM metric_latest WHERE run_pk = {_PK} ORDER BY key", {"run": run_id})
     return [r[0] for r in rows]
-

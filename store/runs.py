@@ -9,7 +9,6 @@ died (or whose heartbeat went stale) `interrupted`, so nothing stays `running` f
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sqlite3
@@ -25,9 +24,24 @@ from store import reads
 from store.append import append_batch, insert_events, pending, run_pk
 from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
 from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
-from store.events import GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, from_sql_float, json_safe, to_sql_float
-from store.ids import new_run_id, normalize_rel_path, safe_artifact_path, validate_artifact_kind, validate_run_id, validate_sha256
-from store.models import TRANSITIONS, ArtifactRecord, PromotionRecord, RunRecord, SeriesPoint
+from store.events import GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, to_sql_float
+from store.ids import (
+    new_run_id,
+    normalize_rel_path,
+    safe_artifact_path,
+    validate_artifact_kind,
+    validate_run_id,
+    validate_sha256,
+)
+from store.models import (
+    TRANSITIONS,
+    ArtifactRecord,
+    PromotionRecord,
+    RunRecord,
+    SeriesPoint,
+    encode_config,
+    run_record_from_row,
+)
 from store.schema import migrate
 from store.writer import EventWriter
 
@@ -51,26 +65,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _run_record(row: sqlite3.Row) -> RunRecord:
-    data = dict(row)
-    data["config"] = json.loads(data["config"])
-    data["promoted"] = bool(data["promoted"])
-    for key in ("baseline", "best"):
-        data[key] = from_sql_float(data[key])
-    return RunRecord.model_validate(data)
-
-
-def _config_json(config: dict[str, Any] | None) -> str:
-    try:
-        return json.dumps(json_safe(config or {}), allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"run config is not JSON-serialisable: {exc}") from None
-
-
 class RunStore:
     """Runs, events, artifacts and promotions in one SQLite file. Use `await RunStore.open(path)`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, runs_root: Path, stale_after_s: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        runs_root: Path,
+        stale_after_s: float,
+    ) -> None:
         self.path = path
         self.runs_root = runs_root
         self.stale_after_s = stale_after_s
@@ -78,6 +83,7 @@ class RunStore:
         self._reader = reader
         self._lock = asyncio.Lock()
         self._host = socket.gethostname()
+        self._writers: set[EventWriter] = set()  # started writers, closed (flushed) before the store
 
     @classmethod
     async def open(
@@ -117,7 +123,9 @@ class RunStore:
         return store
 
     async def close(self) -> None:
-        """Close both connections (pending EventWriters must be closed first)."""
+        """Flush and close the EventWriters still open, then both connections."""
+        for writer in list(self._writers):
+            await writer.close()
         await self._reader.close()
         await self._writer.close()
 
@@ -160,7 +168,18 @@ class RunStore:
                 """INSERT INTO runs (id, kind, name, status, backend, base_model, config, dataset_fingerprint,
                                      created_at, primary_metric, goal)
                    VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
-                (run_id, kind, name, backend, base_model, _config_json(config), dataset_fingerprint, time.time(), primary_metric, goal),
+                (
+                    run_id,
+                    kind,
+                    name,
+                    backend,
+                    base_model,
+                    encode_config(config),
+                    dataset_fingerprint,
+                    time.time(),
+                    primary_metric,
+                    goal,
+                ),
             )
         return run_id
 
@@ -170,7 +189,7 @@ class RunStore:
         row = await fetch_one(self._reader, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise RunNotFoundError(f"no run {run_id} in the store")
-        return _run_record(row)
+        return run_record_from_row(row)
 
     async def list_runs(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs newest first, optionally filtered by kind and status."""
@@ -180,9 +199,11 @@ class RunStore:
                 AND (:status IS NULL OR status = :status) ORDER BY created_at DESC, pk DESC""",
             {"kind": kind, "status": status},
         )
-        return [_run_record(row) for row in rows]
+        return [run_record_from_row(row) for row in rows]
 
-    async def set_status(self, run_id: str, status: str, error: str | None = None, reason: str | None = None) -> RunRecord:
+    async def set_status(
+        self, run_id: str, status: str, error: str | None = None, reason: str | None = None
+    ) -> RunRecord:
         """Move a run through its lifecycle and record a `state` event in the same transaction.
 
         `running` stamps started_at (first time), the heartbeat and this process as owner; terminal
@@ -237,7 +258,9 @@ class RunStore:
         """Tell other processes a running run is alive (EventWriter calls this on its own)."""
         validate_run_id(run_id)
         async with self.transaction() as conn:
-            await conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", (time.time(), run_id))
+            await conn.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", (time.time(), run_id)
+            )
 
     async def delete_run(self, run_id: str) -> None:
         """Delete a run with its events, metric points and artifact rows (files are left on disk).
@@ -251,7 +274,9 @@ class RunStore:
             if row is None:
                 raise RunNotFoundError(f"no run {run_id} in the store")
             if row[0] == "running" or row[1]:
-                raise StoreError(f"run {run_id} is {'running' if row[0] == 'running' else 'the promoted one'}; it cannot be deleted")
+                raise StoreError(
+                    f"run {run_id} is {'running' if row[0] == 'running' else 'the promoted one'}; it cannot be deleted"
+                )
             await conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def _is_stale(self, row: sqlite3.Row, now: float) -> str | None:
@@ -266,7 +291,8 @@ class RunStore:
 
     async def mark_stale_runs(self) -> list[str]:
         """Mark `running` runs whose owner died or whose heartbeat is stale as `interrupted`."""
-        query = "SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host FROM runs WHERE status = 'running'"
+        query = """SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host
+                   FROM runs WHERE status = 'running'"""
         now = time.time()
         if not any(self._is_stale(row, now) for row in await fetch_all(self._reader, query)):
             return []
@@ -276,9 +302,12 @@ class RunStore:
                 reason = self._is_stale(row, now)
                 if reason:
                     await conn.execute(
-                        "UPDATE runs SET status = 'interrupted', error = ? WHERE pk = ?", (f"interrupted: {reason}", row["pk"])
+                        "UPDATE runs SET status = 'interrupted', error = ? WHERE pk = ?",
+                        (f"interrupted: {reason}", row["pk"]),
                     )
-                    await insert_events(conn, int(row["pk"]), [pending(StateEvent(status="interrupted", reason=reason))])
+                    await insert_events(
+                        conn, int(row["pk"]), [pending(StateEvent(status="interrupted", reason=reason))]
+                    )
                     marked.append(row["id"])
         return marked
 
@@ -288,7 +317,9 @@ class RunStore:
         """Absolute path of an artifact inside `runs_root/<run_id>/`; UnsafePathError if it escapes."""
         return safe_artifact_path(self.runs_root, run_id, rel_path)
 
-    async def add_artifact(self, run_id: str, kind: str, rel_path: str | PurePosixPath, sha256: str, size: int) -> ArtifactRecord:
+    async def add_artifact(
+        self, run_id: str, kind: str, rel_path: str | PurePosixPath, sha256: str, size: int
+    ) -> ArtifactRecord:
         """Record a file of a run (path relative to its run folder; re-adding a path replaces it)."""
         validate_artifact_kind(kind)
         validate_sha256(sha256)
@@ -300,7 +331,8 @@ class RunStore:
         async with self.transaction() as conn:
             pk = await run_pk(conn, run_id)
             await conn.execute(
-                "INSERT OR REPLACE INTO artifacts (run_pk, kind, path, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                """INSERT OR REPLACE INTO artifacts (run_pk, kind, path, sha256, bytes, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
                 (pk, kind, clean, sha256, size, now),
             )
         return ArtifactRecord(run_id=run_id, kind=kind, path=clean, sha256=sha256, bytes=size, created_at=now)
@@ -334,7 +366,14 @@ class RunStore:
                 (row["kind"], run_id, replaced_run_id, reason, now),
             )
             promotion_id = int(cursor.lastrowid or 0)
-        return PromotionRecord(id=promotion_id, kind=row["kind"], run_id=run_id, replaced_run_id=replaced_run_id, reason=reason, promoted_at=now)
+        return PromotionRecord(
+            id=promotion_id,
+            kind=row["kind"],
+            run_id=run_id,
+            replaced_run_id=replaced_run_id,
+            reason=reason,
+            promoted_at=now,
+        )
 
     async def promotions(self, kind: str | None = None) -> list[PromotionRecord]:
         """The promotion lineage, oldest first."""
@@ -345,7 +384,9 @@ class RunStore:
 
     async def active_run(self, kind: str) -> str | None:
         """The id of the run most recently promoted for `kind`, or None."""
-        row = await fetch_one(self._reader, "SELECT run_id FROM promotions WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
+        row = await fetch_one(
+            self._reader, "SELECT run_id FROM promotions WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+        )
         return None if row is None else row[0]
 
     # -- events -------------------------------------------------------------------------------

@@ -174,10 +174,12 @@ def _pending(applied: list[str], path: Path | str, migrations: tuple[Migration, 
         )
     if applied != known[: len(applied)]:
         raise StoreError(f"the store {path} has migrations {applied} that do not match this version's order {known}")
-    return list(migrations[len(applied):])
+    return list(migrations[len(applied) :])
 
 
-async def migrate(conn: aiosqlite.Connection, path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+async def migrate(
+    conn: aiosqlite.Connection, path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[str]:
     """Bring the schema up to date; return the names this call applied (empty when already current).
 
     A read outside the lock answers the common case (already current) without taking the write

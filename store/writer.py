@@ -84,6 +84,7 @@ class EventWriter:
         self._loop_thread = threading.get_ident()
         self._last_committed = await self.store.last_seq(self.run_id)
         self._task = asyncio.create_task(self._run(), name=f"event-writer-{self.run_id}")
+        self.store._writers.add(self)
         return self
 
     async def __aenter__(self) -> EventWriter:
@@ -188,6 +189,7 @@ class EventWriter:
         self._wake.set()
         await self._task
         self._space.set()
+        self.store._writers.discard(self)
         return await self.flush()
 
     async def set_status(self, status: str, error: str | None = None, reason: str | None = None) -> RunRecord:

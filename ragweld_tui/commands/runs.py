@@ -24,6 +24,7 @@ from typing import IO, Any
 from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore, StoreError, StoreMissingError, validate_run_id
 from store.events import json_safe
+from store.reads import RawEvent
 
 EXPORT_PAGE = 5000
 
@@ -43,8 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="write every event of a run as CSV or JSON lines")
     export.add_argument("run_id", metavar="RUN_ID")
     fmt = export.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--csv", dest="export_format", action="store_const", const="csv", help="CSV: seq,ts,step,type,payload")
-    fmt.add_argument("--jsonl", dest="export_format", action="store_const", const="jsonl", help="one JSON object per event")
+    fmt.add_argument(
+        "--csv", dest="export_format", action="store_const", const="csv", help="CSV: seq,ts,step,type,payload"
+    )
+    fmt.add_argument(
+        "--jsonl", dest="export_format", action="store_const", const="jsonl", help="one JSON object per event"
+    )
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     parser.set_defaults(handler=handle)
 
@@ -138,7 +143,7 @@ def _print_runs(runs: list[RunRecord], *, as_json: bool, path: Path) -> None:
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
     if any(r.promoted for r in runs):
         print("* promoted (active)")
 
@@ -158,15 +163,24 @@ async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:
         print(json.dumps(doc, allow_nan=False))
         return
     fields = [
-        ("run", run.id), ("name", _clean(run.name)), ("kind", run.kind), ("status", run.status),
-        ("backend", _clean(run.backend or "-")), ("base model", _clean(run.base_model or "-")),
-        ("dataset", _clean(run.dataset_fingerprint or "-")), ("created", _when(run.created_at)),
-        ("started", _when(run.started_at)), ("finished", _when(run.finished_at)),
+        ("run", run.id),
+        ("name", _clean(run.name)),
+        ("kind", run.kind),
+        ("status", run.status),
+        ("backend", _clean(run.backend or "-")),
+        ("base model", _clean(run.base_model or "-")),
+        ("dataset", _clean(run.dataset_fingerprint or "-")),
+        ("created", _when(run.created_at)),
+        ("started", _when(run.started_at)),
+        ("finished", _when(run.finished_at)),
         ("heartbeat", _when(run.heartbeat_at)),
         ("metric", f"{_clean(run.primary_metric or '-')} ({run.goal})"),
-        ("baseline", _num(run.baseline)), ("best", _num(run.best)),
-        ("promoted", "yes" if run.promoted else "no"), ("events", str(last_seq)),
-        ("error", _clean(run.error or "-")), ("config", _clean(json.dumps(json_safe(run.config), sort_keys=True))),
+        ("baseline", _num(run.baseline)),
+        ("best", _num(run.best)),
+        ("promoted", "yes" if run.promoted else "no"),
+        ("events", str(last_seq)),
+        ("error", _clean(run.error or "-")),
+        ("config", _clean(json.dumps(json_safe(run.config), sort_keys=True))),
     ]
     for label, value in fields:
         print(f"{label:<11}{value}")
@@ -197,22 +211,35 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         raise
 
 
+def _csv_writer(handle: IO[str], run_id: str) -> Callable[[RawEvent], None]:
+    """CSV rows `run_id,seq,ts,step,type,payload` (payload kept as its JSON text)."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(("run_id", "seq", "ts", "step", "type", "payload"))
+
+    def write(event: RawEvent) -> None:
+        step = "" if event.step is None else event.step
+        writer.writerow((run_id, event.seq, repr(event.ts), step, event.type, event.payload))
+
+    return write
+
+
+def _jsonl_writer(handle: IO[str], run_id: str) -> Callable[[RawEvent], None]:
+    """One JSON object per line; the stored payload is spliced in as is (already strict JSON)."""
+
+    def write(event: RawEvent) -> None:
+        head = json.dumps({"run_id": run_id, "seq": event.seq, "ts": event.ts, "step": event.step, "type": event.type})
+        handle.write(f'{head[:-1]}, "payload": {event.payload}}}\n')
+
+    return write
+
+
 async def _export(store: RunStore, run_id: str, fmt: str, output: str | None) -> None:
     """Stream a run's events page by page, so exporting a million events needs little memory."""
     await store.get_run(run_id)  # unknown run -> error before any output
     if output is not None and not Path(output).expanduser().parent.is_dir():
         raise UserError(f"{output}: the folder does not exist")
     with _output(output) as handle:
-        write: Callable[[Any], None]
-        if fmt == "csv":
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(("run_id", "seq", "ts", "step", "type", "payload"))
-            write = lambda e: writer.writerow((run_id, e.seq, repr(e.ts), "" if e.step is None else e.step, e.type, e.payload))  # noqa: E731
-        else:
-            write = lambda e: handle.write(  # noqa: E731
-                json.dumps({"run_id": run_id, "seq": e.seq, "ts": e.ts, "step": e.step, "type": e.type})[:-1]
-                + f', "payload": {e.payload}}}\n'
-            )
+        write = _csv_writer(handle, run_id) if fmt == "csv" else _jsonl_writer(handle, run_id)
         seq = 0
         while page := await store.raw_events_since(run_id, seq, EXPORT_PAGE):
             for event in page:

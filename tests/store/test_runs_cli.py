@@ -16,7 +16,7 @@ import pytest
 from ragweld_tui.cli import main
 from store import EvalEvent, LogEvent, MetricsEvent, RunStore
 
-NAME = "it's \"quoted\"; DROP TABLE runs;--\x1b[2J"
+NAME = 'it\'s "quoted"; DROP TABLE runs;--\x1b[2J'
 
 
 def _seed(db: Path) -> tuple[str, str]:
@@ -29,7 +29,10 @@ def _seed(db: Path) -> tuple[str, str]:
             await store.append_events(
                 done,
                 [(MetricsEvent(values={"loss": float(10 - i), "grad": float("nan")}), i) for i in range(10)]
-                + [(EvalEvent(metrics={"ndcg@10": float("inf")}), 10), (LogEvent(message="line,with,commas\nand newline"), 10)],
+                + [
+                    (EvalEvent(metrics={"ndcg@10": float("inf")}), 10),
+                    (LogEvent(message="line,with,commas\nand newline"), 10),
+                ],
             )
             await store.set_best(done, float("nan"))
             await store.set_status(done, "completed")
@@ -109,9 +112,17 @@ def test_store_path_comes_from_the_config(tmp_path: Path, capsys: pytest.Capture
 def test_cli_subprocess(tmp_path: Path) -> None:
     db = tmp_path / "sub.sqlite"
     done, _ = _seed(db)
-    ok = subprocess.run([sys.executable, "-m", "ragweld_tui.cli", "--db", str(db), "runs", "show", done, "--json"],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "ragweld_tui.cli", "--db", str(db), "runs", "show", done, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and json.loads(ok.stdout)["run"]["status"] == "completed"
-    bad = subprocess.run([sys.executable, "-m", "ragweld_tui.cli", "--db", str(db), "runs", "show", "nope"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ragweld_tui.cli", "--db", str(db), "runs", "show", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: invalid run id") and "Traceback" not in bad.stderr

@@ -43,7 +43,12 @@ def _same(a: float | None, b: float | None) -> bool:
 async def test_connections_use_wal_normal_sync_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     conn = await connect(tmp_path / "p.sqlite", busy_timeout_s=7)
     try:
-        for pragma, expected in (("journal_mode", "wal"), ("synchronous", 1), ("foreign_keys", 1), ("busy_timeout", 7000)):
+        for pragma, expected in (
+            ("journal_mode", "wal"),
+            ("synchronous", 1),
+            ("foreign_keys", 1),
+            ("busy_timeout", 7000),
+        ):
             assert (await fetch_one(conn, f"PRAGMA {pragma}"))[0] == expected
     finally:
         await conn.close()
@@ -69,11 +74,22 @@ async def test_open_without_create_refuses_a_missing_store(tmp_path: Path) -> No
 
 async def test_lifecycle_stamps_times_owner_and_state_events(store: RunStore) -> None:
     run_id = await store.create_run(
-        "reranker", "first", backend="torch", base_model="Qwen/Qwen3-Reranker-0.6B", config={"lr": 1e-4, "nested": [1, 2]},
-        dataset_fingerprint="sha256:abc", primary_metric="ndcg@10", goal="maximize",
+        "reranker",
+        "first",
+        backend="torch",
+        base_model="Qwen/Qwen3-Reranker-0.6B",
+        config={"lr": 1e-4, "nested": [1, 2]},
+        dataset_fingerprint="sha256:abc",
+        primary_metric="ndcg@10",
+        goal="maximize",
     )
     run = await store.get_run(run_id)
-    assert (run.status, run.started_at, run.config, run.promoted) == ("queued", None, {"lr": 1e-4, "nested": [1, 2]}, False)
+    assert (run.status, run.started_at, run.config, run.promoted) == (
+        "queued",
+        None,
+        {"lr": 1e-4, "nested": [1, 2]},
+        False,
+    )
     running = await store.set_status(run_id, "running")
     assert running.started_at is not None and running.owner_pid == os.getpid() and running.finished_at is None
     done = await store.set_status(run_id, "completed")
@@ -113,7 +129,7 @@ async def test_nan_and_inf_round_trip(store: RunStore) -> None:
     await store.append_events(run_id, [(e, 3) for e in events])
     back = [record.event for record in await store.events_since(run_id)]
     assert len(back) == len(events)
-    for sent, got in zip(events, back):
+    for sent, got in zip(events, back, strict=False):
         for field, value in sent.model_dump().items():
             other = getattr(got, field)
             if isinstance(value, dict):
@@ -130,7 +146,9 @@ async def test_nan_and_inf_round_trip(store: RunStore) -> None:
 
 
 async def test_promotion_lineage(store: RunStore) -> None:
-    first, second, agent = [await store.create_run(k, n) for k, n in (("reranker", "a"), ("reranker", "b"), ("agent", "c"))]
+    first, second, agent = [
+        await store.create_run(k, n) for k, n in (("reranker", "a"), ("reranker", "b"), ("agent", "c"))
+    ]
     for run_id in (first, second, agent):
         await store.set_status(run_id, "running")
     with pytest.raises(InvalidTransitionError):
@@ -141,7 +159,10 @@ async def test_promotion_lineage(store: RunStore) -> None:
     await store.record_promotion(agent, None, "eval loss down")
     await store.record_promotion(second, first, "beats first by 0.01")
     lineage = await store.promotions("reranker")
-    assert [(p.run_id, p.replaced_run_id, p.reason) for p in lineage] == [(first, None, "beats base by 0.02"), (second, first, "beats first by 0.01")]
+    assert [(p.run_id, p.replaced_run_id, p.reason) for p in lineage] == [
+        (first, None, "beats base by 0.02"),
+        (second, first, "beats first by 0.01"),
+    ]
     assert lineage[0].promoted_at <= lineage[1].promoted_at
     assert await store.active_run("reranker") == second and await store.active_run("agent") == agent
     flags = {r.id: r.promoted for r in await store.list_runs()}
@@ -194,7 +215,9 @@ async def test_series_downsamples_with_exact_samples_and_bucket_means(store: Run
         if i % 7 == 0:
             events.append((LogEvent(message="interleaved"), i))  # seqs of the metric are not contiguous
     await store.append_events(run_id, events)
-    seq_to_index = {r.seq: r.step for r in await store.events_since(run_id, limit=10_000) if isinstance(r.event, MetricsEvent)}
+    seq_to_index = {
+        r.seq: r.step for r in await store.events_since(run_id, limit=10_000) if isinstance(r.event, MetricsEvent)
+    }
     points = await store.series(run_id, "loss", max_points)
     assert 1 <= len(points) <= max_points
     assert [p.seq for p in points] == sorted({p.seq for p in points})

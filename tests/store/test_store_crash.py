@@ -54,7 +54,8 @@ def _check(db: Path, lines: list[str]) -> str | None:
             return None
         run_id = run_ids[0]
         rows = conn.execute(
-            "SELECT e.seq, e.type, e.payload FROM events e JOIN runs r ON r.pk = e.run_pk WHERE r.id = ? ORDER BY e.seq",
+            """SELECT e.seq, e.type, e.payload FROM events e JOIN runs r ON r.pk = e.run_pk
+               WHERE r.id = ? ORDER BY e.seq""",
             (run_id,),
         ).fetchall()
     seqs = [r[0] for r in rows]

@@ -26,7 +26,13 @@ async def test_v1_store_upgrades_with_its_data(tmp_path: Path) -> None:
     _load_fixture(db)
     async with await RunStore.open(db) as store:
         run = await store.get_run(RUN)
-        assert (run.name, run.status, run.best, run.promoted, run.owner_pid) == ("v1 run", "completed", 0.625, True, None)
+        assert (run.name, run.status, run.best, run.promoted, run.owner_pid) == (
+            "v1 run",
+            "completed",
+            0.625,
+            True,
+            None,
+        )
         latest = await store.latest_metrics(RUN)
         assert latest["loss"] == 0.5 and math.isinf(latest["lr"]) and latest["eval/ndcg@10"] == 0.625
         assert latest["eval/loss"] == -math.inf

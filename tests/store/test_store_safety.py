@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from store import InvalidRunIdError, LogEvent, MetricsEvent, RunStore, UnsafePathError, file_digest, new_run_id, safe_artifact_path, validate_run_id
+from store import (
+    InvalidRunIdError,
+    LogEvent,
+    MetricsEvent,
+    RunStore,
+    UnsafePathError,
+    file_digest,
+    new_run_id,
+    safe_artifact_path,
+    validate_run_id,
+)
 
 INJECTIONS = [
     "'; DROP TABLE runs;--",
@@ -17,7 +27,16 @@ INJECTIONS = [
     "a\\'b\"c`d",
     "名前 with ünïcode and \t tab",
 ]
-BAD_IDS = ["", "r2024", "../../etc/passwd", "r20240101-000000-0000BEEF", "r20240101-000000-0000beef\n", "'; DROP TABLE runs;--", None, 42]
+BAD_IDS = [
+    "",
+    "r2024",
+    "../../etc/passwd",
+    "r20240101-000000-0000BEEF",
+    "r20240101-000000-0000beef\n",
+    "'; DROP TABLE runs;--",
+    None,
+    42,
+]
 SHA = "0" * 64
 
 
@@ -38,10 +57,20 @@ def test_run_ids_are_strict() -> None:
 async def test_every_entry_point_checks_the_run_id(store: RunStore) -> None:
     bad = "r1'; DROP TABLE runs;--"
     calls = [
-        store.get_run(bad), store.set_status(bad, "running"), store.set_best(bad, 1.0), store.set_baseline(bad, 1.0),
-        store.set_promoted(bad, True), store.delete_run(bad), store.events_since(bad), store.latest_metrics(bad),
-        store.series(bad, "loss"), store.add_artifact(bad, "adapter", "a.bin", SHA, 1), store.artifacts(bad),
-        store.record_promotion(bad, None, "x"), store.last_seq(bad), store.append_events(bad, []),
+        store.get_run(bad),
+        store.set_status(bad, "running"),
+        store.set_best(bad, 1.0),
+        store.set_baseline(bad, 1.0),
+        store.set_promoted(bad, True),
+        store.delete_run(bad),
+        store.events_since(bad),
+        store.latest_metrics(bad),
+        store.series(bad, "loss"),
+        store.add_artifact(bad, "adapter", "a.bin", SHA, 1),
+        store.artifacts(bad),
+        store.record_promotion(bad, None, "x"),
+        store.last_seq(bad),
+        store.append_events(bad, []),
     ]
     for call in calls:
         with pytest.raises(InvalidRunIdError):
@@ -53,7 +82,13 @@ async def test_every_entry_point_checks_the_run_id(store: RunStore) -> None:
 async def test_injection_strings_are_plain_data(store: RunStore) -> None:
     for text in INJECTIONS:
         run_id = await store.create_run(
-            "agent", text, backend=text, base_model=text, config={text: text}, dataset_fingerprint=text, primary_metric=text
+            "agent",
+            text,
+            backend=text,
+            base_model=text,
+            config={text: text},
+            dataset_fingerprint=text,
+            primary_metric=text,
         )
         await store.append_events(run_id, [MetricsEvent(values={text: 1.0}), LogEvent(message=text)])
         file_name = text.replace("\\", "_") + ".bin"  # backslashes are refused in paths (Windows separator)
@@ -74,7 +109,19 @@ async def test_injection_strings_are_plain_data(store: RunStore) -> None:
 
 @pytest.mark.parametrize(
     "rel",
-    ["../x", "../../etc/passwd", "/etc/passwd", "a/../../b", "a/..", "C:\\evil", "C:/evil", "a\\..\\..\\b", "", ".", "a/\x00b"],
+    [
+        "../x",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../b",
+        "a/..",
+        "C:\\evil",
+        "C:/evil",
+        "a\\..\\..\\b",
+        "",
+        ".",
+        "a/\x00b",
+    ],
 )
 async def test_path_traversal_is_refused(store: RunStore, rel: str) -> None:
     run_id = await store.create_run("reranker", "paths")
