@@ -112,6 +112,7 @@ class RunStore:
             await migrate(writer, path)
             reader = await connect(path, busy_timeout_s=busy_timeout_s, check_fs=False)
             reader.row_factory = sqlite3.Row
+            await reader.execute("PRAGMA query_only = ON")  # the process's only writer is `writer`
             root = Path(runs_root).expanduser() if runs_root is not None else path.parent / "runs"
             store = cls(path, writer, reader, root, stale_after_s)
             await store.mark_stale_runs()

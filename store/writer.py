@@ -95,9 +95,9 @@ class EventWriter:
 
     def emit(self, event: Event, *, step: int | None = None, ts: float | None = None) -> None:
         """Queue an event from the event loop's thread; never waits for a commit."""
+        self._check_open()
         if threading.get_ident() != self._loop_thread:
             raise StoreError("EventWriter.emit() called off the event loop thread; use emit_threadsafe()")
-        self._check_open()
         self._buffer.append(pending(event, step, ts))
         if len(self._buffer) >= self.max_batch:
             self._wake.set()

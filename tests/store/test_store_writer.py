@@ -110,8 +110,21 @@ async def test_failed_commits_keep_events_and_raise(store: RunStore) -> None:
         await writer.close()
 
 
+async def test_closing_the_store_flushes_open_writers(tmp_path: Path) -> None:
+    store = await RunStore.open(tmp_path / "c.sqlite")
+    run_id = await store.create_run("agent", "left open")
+    writer = await store.writer(run_id, flush_interval_s=60).start()
+    writer.emit(LogEvent(message="not yet committed"))
+    await store.close()
+    assert writer.last_committed_seq == 1
+    async with await RunStore.open(tmp_path / "c.sqlite") as reopened:
+        assert (await reopened.events_since(run_id))[0].event == LogEvent(message="not yet committed")
+
+
 async def test_emit_requires_a_started_writer(store: RunStore) -> None:
     run_id = await store.create_run("agent", "unstarted")
     writer = store.writer(run_id)
     with pytest.raises(StoreError, match="not started"):
         writer.emit_threadsafe(LogEvent(message="x"))
+    with pytest.raises(StoreError, match="not started"):
+        writer.emit(LogEvent(message="x"))
