@@ -158,8 +158,9 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: RunPlan, run_
                 break
             micro = plan.batches_for(tracker.step)
             stats = await asyncio.to_thread(engine.train_step, micro)
-            if not math.isfinite(stats.loss):
-                raise TrainingFailed(f"loss is {stats.loss} at step {tracker.step + 1}; nothing from this step was kept")
+            if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
+                raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
+                                     f"gradient norm {stats.grad_norm}); nothing from this step was kept")
             tracker.step += 1
             tracker.tokens += stats.tokens
             tracker.train_seconds += stats.seconds

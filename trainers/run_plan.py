@@ -59,9 +59,9 @@ class RunPlan:
 
     @classmethod
     def prepare(cls, config: AppConfig) -> RunPlan:
+        dataset = load_dataset(config.data)  # first: a bad data file fails before any model import
         from transformers import AutoTokenizer
 
-        dataset = load_dataset(config.data)
         split = split_for_config(dataset.examples, config.data)
         stream = TrainStream.from_config(split.train, config.train, config.data)
         model_dir = resolve_model(config.model.base)
