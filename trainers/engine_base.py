@@ -1,0 +1,227 @@
+"""The LoRA training-engine protocol for rerankers, and the pure helpers both backends share.
+
+An engine owns one base model with LoRA layers, an AdamW optimizer and the step count. The trainer
+hands it micro-batches of token rows; it returns step statistics, log-odds for evaluation, and the
+adapter in the framework-neutral `LoraWeights` form. Everything that must agree between MLX and
+PyTorch — target selection, layer selection, the seeded LoRA init, the parameter order of the
+telemetry vector and the on-disk training state — lives here once, so the backends cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from backends.adapters import LoraWeights
+from trainers.losses import examples_in
+
+if TYPE_CHECKING:
+    from ragweld_tui.config import LoraConfig, TrainConfig
+
+STATE_VERSION = 1
+STATE_JSON, ADAPTER_FILE, OPTIMIZER_FILE = "state.json", "lora.safetensors", "optimizer.safetensors"
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token rows of one micro-batch. Pointwise: one 0/1 label per row. Listwise: consecutive
+    groups of `TrainConfig.group_size` rows with the positive first, and no labels."""
+
+    rows: list[list[int]]
+    labels: tuple[float, ...] | None = None
+
+    def num_examples(self, loss: str, group_size: int) -> int:
+        if loss == "pointwise" and (self.labels is None or len(self.labels) != len(self.rows)):
+            raise ValueError("a pointwise batch needs one label per row")
+        return examples_in(len(self.rows), loss, group_size)
+
+    def num_tokens(self) -> int:
+        return sum(len(row) for row in self.rows)
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """One optimizer step: mean loss per example, pre-clip gradient norm, the rate used, real tokens."""
+
+    step: int
+    loss: float
+    grad_norm: float
+    lr: float
+    tokens: int
+    examples: int
+    seconds: float
+
+
+class RerankTrainEngine(Protocol):
+    """A base model with trainable LoRA layers, trained on yes−no log-odds at each row's last token."""
+
+    backend: str
+    step: int
+
+    def train_step(self, micro_batches: list[Batch]) -> StepStats:
+        """One AdamW update from all micro-batches together, exactly as if they were one batch."""
+        ...
+
+    def logodds(self, rows: list[list[int]]) -> np.ndarray:
+        """logit_yes − logit_no per row with the current adapter (no gradients, no dropout)."""
+        ...
+
+    def lora_weights(self) -> LoraWeights:
+        """The current adapter, framework-neutral (A (r, in), B (out, r), float32 copies)."""
+        ...
+
+    def trainable_vector(self) -> np.ndarray:
+        """All LoRA parameters flattened in `flatten_lora` order (for the telemetry projection)."""
+        ...
+
+    def save_state(self, folder: Path) -> None:
+        """Write adapter, optimizer moments, step and seed so that `load_state` resumes exactly."""
+        ...
+
+    def load_state(self, folder: Path) -> None:
+        """Restore what `save_state` wrote (same LoRA shape required)."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory."""
+        ...
+
+
+def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad rows into an int array; also return each row's last real position.
+
+    Right padding keeps every real token before every pad, so the causal mask alone stops pads
+    from reaching a real token's attention and no padding mask is needed.
+    """
+    if not rows or any(len(row) == 0 for row in rows):
+        raise ValueError("every row needs at least one token")
+    ids = np.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    return ids, np.array([len(r) - 1 for r in rows], dtype=np.int64)
+
+
+def layers_to_train(num_layers: int, total_layers: int) -> list[int]:
+    """Layer indices LoRA goes into: -1 means all, N the last N (mlx-lm's `num_layers`)."""
+    if num_layers == -1 or num_layers >= total_layers:
+        return list(range(total_layers))
+    if num_layers < 1:
+        raise ValueError(f"[lora].num_layers must be -1 (all) or at least 1 (got {num_layers})")
+    return list(range(total_layers - num_layers, total_layers))
+
+
+def matches_target(module_path: str, targets: list[str]) -> bool:
+    """Whether a module path inside a layer (`self_attn.q_proj`) is named by `targets` (`q_proj`)."""
+    return any(module_path == t or module_path.endswith("." + t) for t in targets)
+
+
+def default_lora_init(shapes: dict[str, tuple[int, int]], rank: int, scale: float, dropout: float,
+                      seed: int) -> LoraWeights:
+    """Seeded init shared by both backends: A ~ U(±1/√in) (kaiming-uniform, a=√5), B = 0.
+
+    `shapes` maps module name -> (in, out). Drawing in sorted-name order from one PCG64 stream
+    makes the init a function of the seed alone, identical on MLX and PyTorch.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    modules = {}
+    for name in sorted(shapes):
+        fan_in, fan_out = shapes[name]
+        bound = 1.0 / np.sqrt(fan_in)
+        a = rng.uniform(-bound, bound, size=(rank, fan_in)).astype(np.float32)
+        modules[name] = (a, np.zeros((fan_out, rank), dtype=np.float32))
+    return LoraWeights(modules, scale, rank, dropout)
+
+
+def check_lora_shape(lora: LoraWeights, shapes: dict[str, tuple[int, int]], rank: int) -> None:
+    """Refuse LoRA weights whose modules, rank or shapes differ from the engine's layers."""
+    if set(lora.modules) != set(shapes):
+        missing, extra = sorted(set(shapes) - set(lora.modules)), sorted(set(lora.modules) - set(shapes))
+        raise ValueError(f"LoRA modules differ from the engine's: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, (a, b) in lora.modules.items():
+        fan_in, fan_out = shapes[name]
+        if a.shape != (rank, fan_in) or b.shape != (fan_out, rank):
+            raise ValueError(f"{name}: LoRA shapes A{a.shape} B{b.shape}, expected A{(rank, fan_in)} "
+                             f"B{(fan_out, rank)}")
+
+
+def flatten_lora(modules: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """One float32 vector: modules in sorted-name order, A then B, each row-major."""
+    parts = []
+    for name in sorted(modules):
+        a, b = modules[name]
+        parts += [np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def dropout_seed(seed: int, step: int) -> int:
+    """The seed the engines reset their framework's generator to before step `step`.
+
+    Making dropout's randomness a function of (seed, step) means a checkpoint needs no RNG dump
+    (MLX cannot restore an arbitrary global key anyway) and a resumed run draws the same masks.
+    """
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: neutral adapter, Adam moments keyed `<module>.{A,B}.{m,v}`, step, seed."""
+
+    backend: str
+    step: int
+    seed: int
+    lora: LoraWeights
+    moments: dict[str, np.ndarray]
+
+
+def write_state(folder: Path, state: TrainState) -> None:
+    """Write the state as safetensors + JSON (never pickle); state.json goes last as the commit mark."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STATE_JSON).unlink(missing_ok=True)
+    adapter = {}
+    for name, (a, b) in sorted(state.lora.modules.items()):
+        adapter[f"{name}.A"], adapter[f"{name}.B"] = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    save_file(adapter, str(folder / ADAPTER_FILE))
+    save_file({k: np.ascontiguousarray(v) for k, v in sorted(state.moments.items())}, str(folder / OPTIMIZER_FILE))
+    meta = {"version": STATE_VERSION, "backend": state.backend, "step": state.step, "seed": state.seed,
+            "rank": state.lora.rank,
+            "scale": state.lora.scale, "dropout": state.lora.dropout}
+    (folder / STATE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def read_state(folder: Path) -> TrainState:
+    """Read what `write_state` wrote; a folder without state.json is an incomplete checkpoint."""
+    from safetensors.numpy import load_file
+
+    if not (folder / STATE_JSON).is_file():
+        raise FileNotFoundError(f"{folder}: no {STATE_JSON} (not a training state, or partly written)")
+    meta = json.loads((folder / STATE_JSON).read_text())
+    if meta.get("version", 0) > STATE_VERSION:
+        raise ValueError(f"{folder}: training state version {meta['version']} is newer than this program")
+    tensors = load_file(str(folder / ADAPTER_FILE))
+    names = sorted({key.rsplit(".", 1)[0] for key in tensors})
+    modules = {n: (tensors[f"{n}.A"], tensors[f"{n}.B"]) for n in names}
+    lora = LoraWeights(modules, float(meta["scale"]), int(meta["rank"]), float(meta["dropout"]))
+    return TrainState(meta["backend"], int(meta["step"]), int(meta["seed"]), lora,
+                      load_file(str(folder / OPTIMIZER_FILE)))
+
+
+def make_train_engine(backend: str, model_dir: Path, lora: LoraConfig, train: TrainConfig,
+                      answer_ids: tuple[int, int], pad_id: int, *, seed: int | None = None,
+                      init_lora: LoraWeights | None = None, device: str = "cpu") -> RerankTrainEngine:
+    """Build the engine of `backend` ("torch" or "mlx"), importing only that framework."""
+    if backend == "torch":
+        from trainers.engine_torch import TorchTrainEngine
+        return TorchTrainEngine(model_dir, lora, train, answer_ids, pad_id, seed=seed, init_lora=init_lora,
+                                device=device)
+    if backend == "mlx":
+        from trainers.engine_mlx import MlxTrainEngine
+        return MlxTrainEngine(model_dir, lora, train, answer_ids, pad_id, seed=seed, init_lora=init_lora,
+                              device=device)
+    raise ValueError(f"unknown training backend {backend!r}; expected 'torch' or 'mlx'")
