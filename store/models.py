@@ -68,13 +68,16 @@ class ArtifactRecord(BaseModel):
 
 
 class PromotionRecord(BaseModel):
-    """One step of the lineage: `run_id` became active at `promoted_at`, replacing `replaced_run_id`."""
+    """One step of the lineage: `run_id` became active at `promoted_at`, replacing `replaced_run_id`.
+
+    `run_id` is None when a rollback made the plain base model active again.
+    """
 
     model_config = _READ_CONFIG
 
     id: int
     kind: RunKind
-    run_id: str
+    run_id: str | None
     replaced_run_id: str | None
     reason: str
     promoted_at: float

@@ -376,6 +376,22 @@ class RunStore:
             promoted_at=now,
         )
 
+    async def clear_promotion(self, kind: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
+        """Make the plain base model active for `kind` (no run promoted) and record it in the lineage."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
+        if replaced_run_id is not None:
+            validate_run_id(replaced_run_id)
+        now = time.time()
+        async with self.transaction() as conn:
+            await conn.execute("UPDATE runs SET promoted = 0 WHERE kind = ?", (kind,))
+            cursor = await conn.execute(
+                "INSERT INTO promotions (kind, run_id, replaced_run_id, reason, promoted_at) VALUES (?, NULL, ?, ?, ?)",
+                (kind, replaced_run_id, reason, now),
+            )
+            promotion_id = int(cursor.lastrowid or 0)
+        return PromotionRecord(id=promotion_id, kind=kind, run_id=None, replaced_run_id=replaced_run_id, reason=reason, promoted_at=now)
+
     async def promotions(self, kind: str | None = None) -> list[PromotionRecord]:
         """The promotion lineage, oldest first."""
         rows = await fetch_all(

@@ -139,6 +139,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE runs ADD COLUMN owner_host TEXT",
         ),
     ),
+    Migration(
+        "0004_promotion_to_base",
+        (
+            # A rollback past the first promotion makes the plain base model active again: the
+            # lineage row for that has no run, so run_id becomes nullable (SQLite needs a rebuild).
+            """CREATE TABLE promotions_new (
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL CHECK (kind IN ('reranker', 'agent')),
+                run_id TEXT,
+                replaced_run_id TEXT,
+                reason TEXT NOT NULL,
+                promoted_at REAL NOT NULL
+            )""",
+            "INSERT INTO promotions_new (id, kind, run_id, replaced_run_id, reason, promoted_at) "
+            "SELECT id, kind, run_id, replaced_run_id, reason, promoted_at FROM promotions",
+            "DROP TABLE promotions",
+            "ALTER TABLE promotions_new RENAME TO promotions",
+            "CREATE INDEX promotions_kind ON promotions (kind, id)",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS store_migrations (

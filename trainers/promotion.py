@@ -109,6 +109,8 @@ async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -
     if not lineage:
         raise PromotionRefused(f"nothing to roll back: no {kind} adapter was ever promoted")
     current = lineage[-1]
+    if current.run_id is None:
+        raise PromotionRefused(f"the base model is already the active {kind}; nothing to roll back")
     previous = current.replaced_run_id
     active = active_path(config, kind)
     if previous is None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from store import RunStore
+from store.schema import MIGRATIONS
 
 PROCS = Path(__file__).with_name("store_procs.py")
 EVENTS = 50_000
@@ -76,10 +77,10 @@ async def test_two_processes_create_a_fresh_store_once(tmp_path: Path) -> None:
             results.append(json.loads(out.decode().splitlines()[0]))
         applied_by = sorted(results, key=len)
         assert applied_by[0] == [], results
-        assert applied_by[1] == ["0001_initial", "0002_metric_points", "0003_run_owner"], results
+        assert applied_by[1] == [m.name for m in MIGRATIONS], results
         with sqlite3.connect(db) as conn:
             names = [r[0] for r in conn.execute("SELECT name FROM store_migrations ORDER BY id")]
             assert names == applied_by[1]
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
