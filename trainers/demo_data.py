@@ -12,14 +12,26 @@ of knobs always gives the same dataset and the same fingerprint):
   words of the query's topic.
 - A negative passage has the same shape and lengths; each of its 6 slots holds, with probability
   `overlap`, a non-keyword word of the query's topic and otherwise a word of another topic.
+- A share `junk` of the negatives are spam passages instead ("Buy the {x} today and get a free
+  {y}!", with words of another topic): never relevant, whatever the query.
+
+Why junk: relating a query's topic to a document's is an interaction the embedded tiny model
+(random weights) does not learn in 200 LoRA steps (tried with `junk=0`: the listwise loss stayed
+near ln 4 and dev MRR@10 only moved by noise, at learning rates 2e-4 to 1e-2), while "spam is never
+relevant" is learnt at once, as real rerankers learn to demote spam. With `junk=0.5` (4 of 8
+negatives) learning that alone lifts expected MRR@10 from 0.43 (2 relevant among 10, random order)
+to 0.58 (2 among 6). Measured with the shipped config.toml (CPU, about a minute): dev MRR@10
+0.267 -> 0.622 (+0.355) at its best eval.
 
 Knobs, easiest to hardest:
+- `junk` 1.0: every negative is spam (trivial). 0.0: the purely topical task.
 - `overlap` 0.0: negatives are wholly off-topic, so topic agreement alone ranks perfectly.
   `overlap` 1.0: negatives are on-topic and differ only by lacking the keywords (lexical match).
 - `n_topics` (2..16): fewer topics means fewer word-to-topic associations to learn.
 - `n_queries`, `n_positives`, `n_negatives`: size; the candidate list of a query is
-  n_positives + n_negatives (2 + 8 by default, so random ranking gives MRR@10 near 0.45).
-Templates and filler words are shared by positives and negatives, so length and style carry no signal.
+  n_positives + n_negatives (2 + 8 by default, so random ranking gives MRR@10 near 0.43).
+Positives and topical negatives share their templates and filler words, so length and style carry no
+signal between them; only spam passages have their own templates.
 """
 
 from __future__ import annotations
@@ -71,17 +83,28 @@ SENTENCE_TEMPLATES = (
     "Readers often confuse the {0} and the {1}.",
 )
 
+SPAM_TEMPLATES = (
+    "Buy the {0} today and get a free {1}!",
+    "Click here for a cheap {0} and a bonus {1}.",
+    "Best deals on every {0} and {1}, order online now.",
+    "Get a discount on the {0} and the {1} here.",
+    "Win a new {0} with a free {1} this week!",
+    "Huge sale on the {0} and the {1}, only today!",
+    "Subscribe for deals on the {0} and the {1}.",
+    "Limited offer: a {0} and a {1} for almost nothing!",
+)
+
 N_KEYWORDS = 3
 N_SENTENCES = 3
 SLOTS = 2 * N_SENTENCES
 MAX_TRIES = 100
 
 
-def _passage(rng: random.Random, words: list[str]) -> str:
+def _passage(rng: random.Random, words: list[str], templates: tuple[str, ...] = SENTENCE_TEMPLATES) -> str:
     """Fill N_SENTENCES distinct sentence templates with the content words, in a shuffled order."""
     words = list(words)
     rng.shuffle(words)
-    templates = rng.sample(SENTENCE_TEMPLATES, N_SENTENCES)
+    templates = rng.sample(templates, N_SENTENCES)
     return " ".join(t.format(words[2 * i], words[2 * i + 1]) for i, t in enumerate(templates))
 
 
@@ -118,13 +141,15 @@ def _distinct(make, count: int, taken: set[str]) -> list[str]:
     return out
 
 
-def demo_examples(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, n_topics: int = len(TOPICS),
-                  n_positives: int = 2, n_negatives: int = 8) -> list[QueryExample]:
+def demo_examples(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, junk: float = 0.5,
+                  n_topics: int = len(TOPICS), n_positives: int = 2, n_negatives: int = 8) -> list[QueryExample]:
     """Generate the demo queries with their positives and negatives (see the module docstring)."""
     if n_queries < 2:
         raise ValueError(f"n_queries must be at least 2 (got {n_queries})")
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be in [0, 1] (got {overlap})")
+    if not 0.0 <= junk <= 1.0:
+        raise ValueError(f"junk must be in [0, 1] (got {junk})")
     if not 2 <= n_topics <= len(TOPICS):
         raise ValueError(f"n_topics must be in [2, {len(TOPICS)}] (got {n_topics})")
     if n_positives < 1 or n_negatives < 1:
@@ -133,6 +158,7 @@ def demo_examples(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, 
     names = list(TOPICS)[:n_topics]
     order = rng.sample(names, len(names))  # topics take turns, so every topic gets its share of queries
     queries_seen: set[str] = set()
+    n_junk = round(junk * n_negatives)
     examples = []
     for i in range(n_queries):
         topic = order[i % len(order)]
@@ -145,17 +171,21 @@ def demo_examples(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, 
         positives = _distinct(lambda: _passage(rng, keywords + rng.sample(rest, SLOTS - N_KEYWORDS)),
                               n_positives, docs_seen)
         negatives = _distinct(lambda: _passage(rng, _negative_words(rng, rest, rng.choice(others), overlap)),
-                              n_negatives, docs_seen)
+                              n_negatives - n_junk, docs_seen)
+        negatives += _distinct(lambda: _passage(rng, rng.sample(rng.choice(others), SLOTS), SPAM_TEMPLATES),
+                               n_junk, docs_seen)
+        rng.shuffle(negatives)
         examples.append(QueryExample(qid=f"demo-{i:04d}", query=query, positives=positives, negatives=negatives))
     return examples
 
 
-def make_demo_dataset(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, n_topics: int = len(TOPICS),
-                      n_positives: int = 2, n_negatives: int = 8, max_queries: int | None = None) -> RerankDataset:
+def make_demo_dataset(n_queries: int = 200, *, seed: int = 0, overlap: float = 0.2, junk: float = 0.5,
+                      n_topics: int = len(TOPICS), n_positives: int = 2, n_negatives: int = 8,
+                      max_queries: int | None = None) -> RerankDataset:
     """The demo as a `RerankDataset`; its report's variant records the knobs."""
-    examples = demo_examples(n_queries, seed=seed, overlap=overlap, n_topics=n_topics,
+    examples = demo_examples(n_queries, seed=seed, overlap=overlap, junk=junk, n_topics=n_topics,
                              n_positives=n_positives, n_negatives=n_negatives)
-    variant = (f"n_queries={n_queries}, seed={seed}, overlap={overlap}, n_topics={n_topics}, "
+    variant = (f"n_queries={n_queries}, seed={seed}, overlap={overlap}, junk={junk}, n_topics={n_topics}, "
                f"n_positives={n_positives}, n_negatives={n_negatives}")
     return make_dataset(examples, source="bundled demo", format="demo", variant=variant,
                         n_without_positives=0, max_queries=max_queries)
