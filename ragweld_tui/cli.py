@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_tui(args: argparse.Namespace) -> int:
+    """No subcommand: open the TUI on the configured store (or `--db PATH`)."""
+    from ragweld_tui.app import make_app
+    from ragweld_tui.config import load_config
+
+    config = load_config(args.config)
+    make_app(config, args.db, config_path=args.config).run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -41,8 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_headless(args)
         if args.command is None:
-            parser.print_help()
-            return 0
+            return open_tui(args)
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,243 @@
+"""The Textual application and its one factory, `make_app`, used by the CLI and the tests.
+
+The app owns the store connection (opened once, shared by every view), the lag probe, the run the
+views follow (`selected_run`) and the long actions (train, cancel, promote, rollback, delete),
+which run in workers and report back with `ActionDone` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+
+from ragweld_tui import operations
+from ragweld_tui.config import AppConfig, load_config
+from ragweld_tui.errors import UserError
+from ragweld_tui.lag import LagProbe
+from ragweld_tui.messages import ActionDone
+from ragweld_tui.screens.metrics import MetricsScreen
+from ragweld_tui.screens.repl import ReplScreen
+from ragweld_tui.screens.runs import RunsScreen
+from ragweld_tui.screens.scatter import ScatterScreen
+from store import RunRecord, RunStore, StoreError
+
+
+class RagweldApp(App[None]):
+    """Runs list, metrics HUD, gradient-descent scatter and debug prompt over one run store."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ragweld-tui"
+    MODES = {"runs": RunsScreen, "metrics": MetricsScreen, "scatter": ScatterScreen, "repl": ReplScreen}
+    DEFAULT_MODE = "runs"
+    BINDINGS = [
+        Binding("1", "switch_mode('runs')", "Runs"),
+        Binding("2", "switch_mode('metrics')", "Metrics"),
+        Binding("3", "switch_mode('scatter')", "Scatter"),
+        Binding("4", "switch_mode('repl')", "Prompt"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("f12", "lag", "Loop lag", show=False),
+    ]
+
+    selected_run: reactive[str | None] = reactive(None)
+
+    def __init__(self, config: AppConfig, db_path: Path, *, runs_root: Path | None = None, config_path: str | None = None,
+                 poll_interval_s: float = 0.5, clock: Callable[[], float] = time.time,
+                 probe_lag: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.config_path = config_path
+        self.db_path = Path(db_path)
+        self.runs_root = runs_root
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self.lag_probe = LagProbe()
+        self.probe_lag = probe_lag
+        self.registry = operations.TrainingRegistry()
+        self._store: RunStore | None = None
+        self._store_error: str | None = None
+        self._store_ready = asyncio.Event()
+        self.notices: collections.deque[str] = collections.deque(maxlen=100)  # what notify() said, newest last
+
+    def notify(self, message: str, *, severity: str = "information", **options: object) -> None:  # type: ignore[override]
+        """Show a toast and keep its text in `notices` (a readable history; tests check it)."""
+        self.notices.append(f"{severity}: {message}")
+        super().notify(message, severity=severity, **options)  # type: ignore[arg-type]
+
+    # -- the store ------------------------------------------------------------------------------
+
+    async def on_load(self) -> None:
+        if self.probe_lag:
+            self.lag_probe.start()
+        self.run_worker(self._open_store(), group="store", exit_on_error=False)
+
+    async def _open_store(self) -> None:
+        try:
+            self._store = await RunStore.open(self.db_path, runs_root=self.runs_root)
+        except (StoreError, OSError) as exc:
+            self._store_error = f"cannot open the store {self.db_path}: {exc}"
+            self.post_message(ActionDone(self._store_error, "error", refresh=False))
+        finally:
+            self._store_ready.set()
+
+    async def get_store(self) -> RunStore:
+        """The open store (waits for it to open); StoreError when it could not be opened."""
+        await self._store_ready.wait()
+        if self._store is None:
+            raise StoreError(self._store_error or "the store is closed")
+        return self._store
+
+    async def on_unmount(self) -> None:
+        self.lag_probe.stop()
+        self.registry.cancel_all()
+        store, self._store = self._store, None
+        self._store_error = "the store is closed"
+        if store is not None:
+            await store.close()
+
+    # -- app-wide keys ----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        """Show every key active here, with what it does."""
+        from ragweld_tui.screens.help import HelpScreen
+
+        screen = self.screen
+        rows: list[tuple[str, str]] = []
+        # The screen's and the app's own keys (hidden ones too, e.g. enter), then what the focused widget shows.
+        declared = [b for node in (screen, self) for b in type(node).BINDINGS if isinstance(b, Binding)]
+        shown = [a.binding for a in self.active_bindings.values() if a.node not in (screen, self) and a.binding.show]
+        for binding in declared + shown:
+            row = (self.get_key_display(binding), binding.description)
+            if binding.description and row not in rows:
+                rows.append(row)
+        name = type(screen).__name__.removesuffix("Screen")
+        self.push_screen(HelpScreen(name, rows, getattr(screen, "HELP", "")))
+
+    async def action_quit(self) -> None:
+        """Quit; when a run trains in this process, confirm first (quitting cancels it)."""
+        if not self.registry.active:
+            self.exit()
+            return
+        from ragweld_tui.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.registry.cancel_all()
+                self.run_worker(self._drain_and_exit(), group="quit")
+
+        self.push_screen(ConfirmScreen("A run is training in this process. Quit and cancel it?"), answer)
+
+    async def _drain_and_exit(self) -> None:
+        """Give cancelled in-process runs a moment to record their final state, then exit."""
+        for _ in range(300):
+            if not self.registry.active:
+                break
+            await asyncio.sleep(0.1)
+        self.exit()
+
+    def action_lag(self) -> None:
+        """Show the event loop's lag percentiles (the lag probe)."""
+        s = self.lag_probe.summary()
+        self.notify(f"loop lag over {s['samples']} ticks: p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, "
+                    f"max {s['max_ms']:.1f} ms")
+
+    # -- long actions (workers post ActionDone) ---------------------------------------------------
+
+    def start_run(self, config: AppConfig, resume_run_id: str | None = None) -> None:
+        """Train a run in this process (thread-heavy work happens inside the trainer)."""
+        self.run_worker(self._train(config, resume_run_id), group="train", exit_on_error=False)
+        self.notify("Resuming run…" if resume_run_id else f"Starting run {config.train.name}…")
+
+    async def _train(self, config: AppConfig, resume_run_id: str | None) -> None:
+        try:
+            store = await self.get_store()
+            run_id = await operations.train(config, store, self.registry, resume_run_id)
+            run = await store.get_run(run_id)
+            self.post_message(ActionDone(f"Run {run.name} ({run_id}) ended: {run.status}",
+                                         "information" if run.status == "completed" else "warning"))
+            self.registry.forget(run_id)
+        except (operations.Unavailable, UserError, StoreError) as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
+        except Exception as exc:  # a trainer bug must not take the UI down; the run is marked by the trainer
+            self.post_message(ActionDone(f"training failed: {type(exc).__name__}: {exc}", "error"))
+
+    def resume_run(self, run: RunRecord) -> None:
+        """Resume an interrupted run with its own stored config."""
+        self.start_run(operations.config_for_run(run, self.config), resume_run_id=run.id)
+
+    def cancel_run(self, run: RunRecord) -> None:
+        """Stop a run: its cancel flag when it trains here, SIGINT to its process on this host otherwise."""
+        if self.registry.cancel(run.id):
+            self.notify(f"Cancelling {run.name}…")
+            return
+        try:
+            self.notify(operations.cancel_foreign(run))
+        except UserError as exc:
+            self.notify(str(exc), severity="warning")
+
+    def promote_run(self, run_id: str, force: bool = False) -> None:
+        """Promote a completed run through the trainers' promotion gate."""
+        self.run_worker(self._promote(run_id, force), group="promote", exit_on_error=False)
+
+    async def _promote(self, run_id: str, force: bool) -> None:
+        try:
+            text, ok = await operations.promote(await self.get_store(), self.config, run_id, force=force)
+        except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
+            return
+        hint = "" if ok or force else " (P forces it, waiving the metric gate)"
+        self.post_message(ActionDone(("Promoted: " if ok else "Not promoted: ") + text + hint,
+                                     "information" if ok else "warning"))
+
+    def rollback_active(self) -> None:
+        """Roll the active adapter back one promotion."""
+        self.run_worker(self._rollback(), group="promote", exit_on_error=False)
+
+    async def _rollback(self) -> None:
+        try:
+            text, ok = await operations.rollback(await self.get_store(), self.config)
+        except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
+            return
+        self.post_message(ActionDone(("Rolled back: " if ok else "Rollback refused: ") + text, "information" if ok else "warning"))
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run from the store (refused for running and promoted runs)."""
+        self.run_worker(self._delete(run_id), group="delete", exit_on_error=False)
+
+    async def _delete(self, run_id: str) -> None:
+        try:
+            await (await self.get_store()).delete_run(run_id)
+        except StoreError as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
+            return
+        self.post_message(ActionDone(f"Deleted run {run_id}"))
+
+    @on(ActionDone)
+    def _action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity=message.severity, timeout=8)  # type: ignore[arg-type]
+        if message.refresh:
+            for screen in self.screen_stack:
+                refresh = getattr(screen, "request_refresh", None)
+                if refresh is not None:
+                    refresh()
+
+
+def make_app(config: AppConfig | None = None, db_path: Path | str | None = None, **options: object) -> RagweldApp:
+    """Build the app on a store (default: the configured one); options go to RagweldApp.
+
+    As in the headless CLI, an explicit `db_path` keeps its run folders beside it (`runs/`), while
+    the configured store uses `[store].runs_root`.
+    """
+    config = config or load_config(None)
+    if db_path:
+        return RagweldApp(config, Path(db_path).expanduser(), runs_root=None, **options)  # type: ignore[arg-type]
+    return RagweldApp(config, config.store_path(), runs_root=config.runs_root(), **options)  # type: ignore[arg-type]

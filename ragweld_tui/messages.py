@@ -1,0 +1,149 @@
+"""Messages workers post to screens; only `@on` handlers turn them into widget changes.
+
+Snapshot-style messages (a full refresh of a view) define `can_replace`, so when the UI is busy a
+newer one replaces an older one still in the queue instead of both being processed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from store import ArtifactRecord, EventRecord, PromotionRecord, RunRecord, SeriesPoint
+
+
+class RunsLoaded(Message):
+    """The whole runs list, read at `now` (epoch s)."""
+
+    def __init__(self, runs: list[RunRecord], now: float) -> None:
+        super().__init__()
+        self.runs = runs
+        self.now = now
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsLoaded)
+
+
+@dataclass(frozen=True)
+class InspectorData:
+    """Everything the inspector shows about one run except the event log."""
+
+    run: RunRecord
+    artifacts: list[ArtifactRecord]
+    promotions: list[PromotionRecord]
+    manifest: str | None
+    decision: str | None
+    dataset: str | None
+    metrics: dict[str, float]
+
+
+class InspectorLoaded(Message):
+    """A fresh read of one run for the inspector."""
+
+    def __init__(self, data: InspectorData) -> None:
+        super().__init__()
+        self.data = data
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, InspectorLoaded) and message.data.run.id == self.data.run.id
+
+
+class EventsArrived(Message):
+    """New events of a run, in seq order (incremental: never replaced)."""
+
+    def __init__(self, run_id: str, records: list[EventRecord], skipped: int = 0) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.records = records
+        self.skipped = skipped
+
+
+@dataclass(frozen=True)
+class HudSnapshot:
+    """One refresh of the metrics HUD: downsampled series by chart role plus context."""
+
+    run: RunRecord | None
+    series: dict[str, list[SeriesPoint]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, float] = field(default_factory=dict)
+    overlay: RunRecord | None = None
+    overlay_series: dict[str, list[SeriesPoint]] = field(default_factory=dict)
+    now: float = 0.0
+
+
+class HudLoaded(Message):
+    """A HUD refresh (high rate while a run is live; a newer one replaces a queued older one)."""
+
+    def __init__(self, snapshot: HudSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HudLoaded)
+
+
+class TrajectoryArrived(Message):
+    """New telemetry points (proj_x, proj_y, loss) of a run; `reset` starts a new trajectory."""
+
+    def __init__(self, run: RunRecord | None, points: list[tuple[float, float, float]], reset: bool) -> None:
+        super().__init__()
+        self.run = run
+        self.points = points
+        self.reset = reset
+
+
+@dataclass(frozen=True)
+class DiffData:
+    """Two runs with their latest metrics, for the diff screen."""
+
+    a: RunRecord
+    b: RunRecord
+    metrics_a: dict[str, float]
+    metrics_b: dict[str, float]
+
+
+class DiffLoaded(Message):
+    """The two runs of a diff, read."""
+
+    def __init__(self, data: DiffData) -> None:
+        super().__init__()
+        self.data = data
+
+
+class ScoreDone(Message):
+    """Base and adapter scores for one REPL query (`rows` as made by `scoring.compare_rows`)."""
+
+    def __init__(self, query: str, rows: list[dict[str, Any]], info: str) -> None:
+        super().__init__()
+        self.query = query
+        self.rows = rows
+        self.info = info
+
+
+class ReplOutput(Message):
+    """A line of text (Rich markup) for the REPL transcript."""
+
+    def __init__(self, text: str, severity: str = "information") -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+
+
+class ActionDone(Message):
+    """A long action (train, cancel, promote, rollback, delete) finished; tell the user."""
+
+    def __init__(self, text: str, severity: str = "information", refresh: bool = True) -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+        self.refresh = refresh
+
+
+class StoreFailed(Message):
+    """The store could not be read (missing, too new, corrupt): shown once, not retried blindly."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error

@@ -1,0 +1,181 @@
+"""Bridges from the TUI to the trainers: start, resume, cancel, promote and roll back runs.
+
+Trainer modules are imported lazily, in a thread (they pull in numpy, torch or mlx), never at import
+time of the TUI. A missing trainer module becomes `Unavailable` with a one-line reason, so the key
+still answers with a clear notification instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ragweld_tui.config import AppConfig, parse_config
+from ragweld_tui.errors import UserError
+from store import RunRecord, RunStore
+
+RUN_MODULE = "trainers.reranker_run"
+PROMOTION_MODULE = "trainers.promotion"
+
+
+class Unavailable(Exception):
+    """A feature whose implementation is not installed or not written yet."""
+
+
+async def load_module(name: str, feature: str) -> ModuleType:
+    """Import a trainer module in a worker thread; Unavailable when it does not exist."""
+    try:
+        return await asyncio.to_thread(importlib.import_module, name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
+            raise Unavailable(f"{feature} is not available yet ({name} is missing)") from None
+        raise
+
+
+class RecordingStore:
+    """A RunStore proxy that reports the id of the run the trainer creates (to wire up cancel)."""
+
+    def __init__(self, store: RunStore, on_created: Callable[[str], None]) -> None:
+        self._store = store
+        self._on_created = on_created
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def create_run(self, *args: Any, **kwargs: Any) -> str:
+        """Create the run in the real store, then report its id."""
+        run_id = await self._store.create_run(*args, **kwargs)
+        self._on_created(run_id)
+        return run_id
+
+
+class TrainingRegistry:
+    """Cancel flags of the runs training in this process, by run id (plain state, no widgets)."""
+
+    def __init__(self) -> None:
+        self._cancels: dict[str, threading.Event] = {}
+        self.active = 0
+
+    def register(self, run_id: str, cancel: threading.Event) -> None:
+        """Remember the cancel flag of a run started here."""
+        self._cancels[run_id] = cancel
+
+    def forget(self, run_id: str | None) -> None:
+        """Drop a finished run's flag."""
+        if run_id is not None:
+            self._cancels.pop(run_id, None)
+
+    def owns(self, run_id: str) -> bool:
+        """Whether the run trains in this process."""
+        return run_id in self._cancels
+
+    def cancel(self, run_id: str) -> bool:
+        """Ask an in-process run to stop; False when it is not ours."""
+        event = self._cancels.get(run_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def cancel_all(self) -> None:
+        """Ask every in-process run to stop (on quit)."""
+        for event in self._cancels.values():
+            event.set()
+
+
+async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry, resume_run_id: str | None = None) -> str:
+    """Run the reranker trainer in this process; returns the run id when it ends.
+
+    The trainer returns its outcome (with `run_id`); a plain id is accepted as well.
+    """
+    if config.train.kind != "reranker":
+        raise Unavailable("training the agent is not available yet (only [train].kind = \"reranker\")")
+    module = await load_module(RUN_MODULE, "training")
+    cancel = threading.Event()
+    if resume_run_id is not None:
+        registry.register(resume_run_id, cancel)
+    proxy = RecordingStore(store, lambda run_id: registry.register(run_id, cancel))
+    registry.active += 1
+    try:
+        outcome = await module.run_reranker(config, proxy, cancel, resume_run_id=resume_run_id)
+        return outcome if isinstance(outcome, str) else outcome.run_id
+    finally:
+        registry.active -= 1
+
+
+def config_for_run(run: RunRecord, fallback: AppConfig) -> AppConfig:
+    """The run's own stored config (to resume it), or the current config when it has none usable."""
+    if not run.config:
+        return fallback
+    try:
+        return parse_config(run.config, f"run {run.id}")
+    except UserError:
+        return fallback
+
+
+def cancel_foreign(run: RunRecord) -> str:
+    """Interrupt a run owned by another process on this host with SIGINT; returns what happened."""
+    if run.owner_pid is None or run.owner_host != socket.gethostname():
+        raise UserError(f"run {run.id} trains on {run.owner_host or 'an unknown host'}; cancel it there")
+    if run.owner_pid == os.getpid():
+        raise UserError(f"run {run.id} belongs to this process but has no cancel flag")
+    try:
+        os.kill(run.owner_pid, signal.SIGINT)
+    except ProcessLookupError:
+        raise UserError(f"process {run.owner_pid} of run {run.id} is gone") from None
+    except PermissionError:
+        raise UserError(f"not allowed to signal process {run.owner_pid} of run {run.id}") from None
+    return f"sent SIGINT to process {run.owner_pid} (run {run.name})"
+
+
+async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> tuple[str, bool]:
+    """Promote a run through the trainers' promotion gate; returns the reasons and whether it was promoted.
+
+    The gate's refusal (`PromotionRefused`) is an answer, not an error: it comes back as (reasons, False).
+    """
+    module = await load_module(PROMOTION_MODULE, "promotion")
+    try:
+        decision = await module.promote(store, config, run_id, force=force)
+    except getattr(module, "PromotionRefused", Unavailable) as exc:
+        return str(exc), False
+    return describe(decision)
+
+
+async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -> tuple[str, bool]:
+    """Roll the active adapter back to the previous promotion (or the base); returns what is served now."""
+    module = await load_module(PROMOTION_MODULE, "rollback")
+    try:
+        result = await module.rollback(store, config, kind)
+    except getattr(module, "PromotionRefused", Unavailable) as exc:
+        return str(exc), False
+    if result is None or isinstance(result, str):
+        return ("now serving the base model" if result is None else f"now serving run {result}"), True
+    return describe(result)
+
+
+def describe(result: Any) -> tuple[str, bool]:
+    """A one-paragraph text for a promotion decision or rollback result, and whether it succeeded.
+
+    Duck-typed on the usual fields (`promoted`/`accepted`/`ok`, `reasons`/`reason`) so the TUI does
+    not depend on the trainer's exact class.
+    """
+    if result is None:
+        return "done", True
+    ok = True
+    for attr in ("promote", "promoted", "accepted", "ok", "success"):
+        if hasattr(result, attr):
+            ok = bool(getattr(result, attr))
+            break
+    reasons = getattr(result, "reasons", None)
+    if reasons is None:
+        reason = getattr(result, "reason", None)
+        reasons = [reason] if reason else []
+    text = "; ".join(str(r) for r in reasons) if reasons else str(result)
+    return text, ok

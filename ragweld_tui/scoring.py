@@ -1,0 +1,144 @@
+"""The debug prompt's scoring side: parse REPL input, score base vs adapter, compare the rankings.
+
+`ScorerPair` owns two `RerankService`s (the plain base and the adapter), created lazily in a thread
+the first time a query is scored: `backends` (and through it torch or mlx) is never imported when
+the TUI starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragweld_tui.config import AppConfig
+
+REPL_HELP = """\
+[b]Reranker mode[/b]: type [i]query | document | document …[/i] and press enter.
+  A line without '|' scores the query against the documents you gave last (or set with /docs).
+/docs A | B | C        set the documents
+/backend [auto|mlx|torch]   show or set the backend (reloads the models)
+/adapter [PATH|active|none] show or set the adapter compared with the base
+/mode [reranker|agent] switch mode (agent chat is not built yet)
+/clear                 clear the transcript      /help  this text
+up/down: history · escape: leave the prompt (then 1-4 switch views, ? help)"""
+
+AGENT_UNAVAILABLE = ("Agent mode is unavailable: the agent trainer and streaming chat generation are not built yet, "
+                     "so there is no agent adapter to talk to. Use /mode reranker.")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed REPL line: a slash command with its argument, or a query with optional documents."""
+
+    name: str  # "query" for plain input
+    arg: str = ""
+    query: str = ""
+    docs: tuple[str, ...] = ()
+
+
+def parse_line(line: str) -> Command:
+    """Split a REPL line into a command or a `query | doc | doc` request."""
+    text = line.strip()
+    if text.startswith("/"):
+        name, _, arg = text[1:].partition(" ")
+        return Command(name.lower(), arg.strip())
+    parts = [p.strip() for p in text.split("|")]
+    return Command("query", query=parts[0], docs=tuple(p for p in parts[1:] if p))
+
+
+def split_docs(arg: str) -> tuple[str, ...]:
+    """Documents separated by '|'."""
+    return tuple(p.strip() for p in arg.split("|") if p.strip())
+
+
+def ranks(scores: list[float]) -> list[int]:
+    """1-based rank of each item, highest score first (ties keep input order)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    out = [0] * len(scores)
+    for rank, index in enumerate(order, 1):
+        out[index] = rank
+    return out
+
+
+def compare_rows(docs: list[str], base: list[float], tuned: list[float] | None) -> list[dict[str, Any]]:
+    """Per document: base score and rank, adapter score and rank, rank change (positive = moved up)."""
+    base_ranks = ranks(base)
+    tuned_ranks = ranks(tuned) if tuned is not None else None
+    rows = []
+    for i, doc in enumerate(docs):
+        row: dict[str, Any] = {"index": i, "doc": doc, "base": base[i], "base_rank": base_ranks[i],
+                               "tuned": None, "tuned_rank": None, "change": None}
+        if tuned is not None and tuned_ranks is not None:
+            row.update(tuned=tuned[i], tuned_rank=tuned_ranks[i], change=base_ranks[i] - tuned_ranks[i])
+        rows.append(row)
+    key = "tuned_rank" if tuned is not None else "base_rank"
+    return sorted(rows, key=lambda r: r[key])
+
+
+@dataclass
+class ScorerPair:
+    """The base scorer and the adapter scorer for the REPL; rebuilt when backend or adapter change."""
+
+    config: AppConfig
+    backend: str | None = None
+    adapter: Path | None = None  # None: the configured active adapter folder
+    use_adapter: bool = True
+    _base: Any = field(default=None, repr=False)
+    _tuned: Any = field(default=None, repr=False)
+
+    def adapter_dir(self) -> Path | None:
+        """The adapter folder compared with the base, if it holds a finished adapter."""
+        if not self.use_adapter:
+            return None
+        folder = self.adapter or self.config.active_adapter_dir()
+        return folder if (folder / "manifest.json").is_file() else None
+
+    def describe(self) -> str:
+        """One line naming the model, backend and adapter."""
+        folder = self.adapter_dir()
+        wanted = "none" if not self.use_adapter else str(self.adapter or self.config.active_adapter_dir())
+        adapter = str(folder) if folder else f"none ({wanted} has no adapter)" if self.use_adapter else "none"
+        return f"model {self.config.model.base} · backend {self.backend or self.config.model.backend} · adapter {adapter}"
+
+    async def _services(self) -> tuple[Any, Any]:
+        if self._base is None:
+            service = await asyncio.to_thread(importlib.import_module, "backends.service")
+            scorer = await asyncio.to_thread(importlib.import_module, "backends.scorer")
+            cfg = self.config
+            settings = scorer.ScorerSettings(
+                model=cfg.model.base, backend=self.backend or cfg.model.backend, device=cfg.model.device,
+                dtype=cfg.model.dtype, instruction=cfg.prompt.instruction, max_length=cfg.prompt.max_length,
+                token_budget=cfg.scoring.token_budget, max_batch_size=cfg.scoring.max_batch_size,
+                trust_remote_code=cfg.model.trust_remote_code)
+            self._base = service.RerankService(settings, None)
+            folder = self.adapter_dir()
+            self._tuned = None if folder is None else service.RerankService(
+                settings, folder, reload_check_s=cfg.serving.reload_check_s)
+        return self._base, self._tuned
+
+    async def score(self, query: str, docs: list[str]) -> tuple[list[dict[str, Any]], str]:
+        """Score with base and adapter; returns the comparison rows and a stats line."""
+        base, tuned = await self._services()
+        rb = await base.score(query, docs)
+        rt = await tuned.score(query, docs) if tuned is not None else None
+        rows = compare_rows(docs, [s.probability for s in rb.scores], None if rt is None else [s.probability for s in rt.scores])
+        info = f"base {rb.stats.seconds * 1000:.0f} ms"
+        if rb.load_seconds:
+            info += f" (+{rb.load_seconds:.1f} s load)"
+        if rt is not None:
+            info += f" · adapter {rt.stats.seconds * 1000:.0f} ms"
+            if rt.adapter_fingerprint is None:
+                info += " · adapter not applied: " + (tuned.last_adapter_error or "not loaded")
+        else:
+            info += " · no adapter to compare (promote a run, or /adapter PATH)"
+        return rows, info
+
+    async def close(self) -> None:
+        """Unload both models."""
+        for service in (self._base, self._tuned):
+            if service is not None:
+                await service.close()
+        self._base = self._tuned = None

@@ -1,0 +1,238 @@
+"""The inspector (pushed on enter): one run's config, dataset, artifacts, manifest, promotion, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+from ragweld_tui.format import cycle, format_value, human_bytes
+from ragweld_tui.messages import (
+    EventsArrived,
+    InspectorData,
+    InspectorLoaded,
+    StoreFailed,
+)
+from ragweld_tui.widgets.event_log import LEVELS, EventLog
+from ragweld_tui.widgets.key_bar import KeyBar
+from store import ArtifactRecord, RunStore, StoreError
+
+TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
+TAIL_BACKLOG = 2000  # events shown when the inspector opens on a long run
+TAIL_PAGES = 5  # pages of 1000 events read per poll, so a burst never stalls one tick
+MAX_FILE_BYTES = 256 * 1024
+
+
+def render_mapping(data: dict[str, Any]) -> str:
+    """A nested config as TOML-like text: `[section]` headers and `key = value` lines."""
+    top = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    parts = ["\n".join(top)] if top else []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            parts.append("\n".join([f"[{key}]"] + [f"{k} = {json.dumps(v)}" for k, v in value.items()]))
+    return "\n\n".join(parts) or "(empty)"
+
+
+def utc(ts: float) -> str:
+    """An epoch time as `YYYY-MM-DD HH:MM:SSZ`."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def read_json_file(path: Path) -> str | None:
+    """A small JSON file pretty-printed (or its text when not JSON); None when unreadable."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return f"({path.name} is larger than {human_bytes(MAX_FILE_BYTES)}; not shown)"
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    try:
+        return json.dumps(json.loads(text), indent=2)
+    except ValueError:
+        return text
+
+
+def find_artifact(artifacts: list[ArtifactRecord], kinds: tuple[str, ...], names: tuple[str, ...]) -> ArtifactRecord | None:
+    """The newest artifact of one of `kinds` or whose file name is one of `names`."""
+    for artifact in reversed(artifacts):
+        if artifact.kind in kinds or Path(artifact.path).name in names:
+            return artifact
+    return None
+
+
+async def read_inspector(store: RunStore, run_id: str) -> InspectorData:
+    """Everything the inspector shows except events; artifact files are read in a thread."""
+    run = await store.get_run(run_id)
+    artifacts = await store.artifacts(run_id)
+    promotions = [p for p in await store.promotions(run.kind) if run_id in (p.run_id, p.replaced_run_id)]
+    metrics = await store.latest_metrics(run_id)
+    texts: list[str | None] = []
+    for found in (find_artifact(artifacts, ("manifest",), ("manifest.json",)),
+                  find_artifact(artifacts, ("promotion", "decision"), ("promotion.json", "decision.json")),
+                  find_artifact(artifacts, ("dataset",), ("dataset.json",))):
+        path = None if found is None else store.artifact_path(run_id, found.path)
+        texts.append(None if path is None else await asyncio.to_thread(read_json_file, path))
+    return InspectorData(run, artifacts, promotions, texts[0], texts[1], texts[2], metrics)
+
+
+class InspectorScreen(Screen[None]):
+    """Tabs about one run; the event log tails the store while the screen is visible."""
+
+    HELP = "[ and ] switch tabs; l sets the event log's minimum level (metrics and telemetry are debug level)."
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("l", "level", "Log level"),
+        Binding("right_square_bracket", "tab(1)", "Next tab"),
+        Binding("left_square_bracket", "tab(-1)", "Prev tab"),
+        Binding("c", "compare", "Diff"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.data: InspectorData | None = None
+        self._seq: int | None = None  # last event seq read (worker-owned cursor)
+        self.failed = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Run {self.run_id}", id="inspector-title", classes="view-title", markup=False)
+        with TabbedContent(initial="config", id="tabs"):
+            with TabPane("Config", id="config"):
+                yield VerticalScroll(Static("loading…", id="config-text", markup=False))
+            with TabPane("Dataset", id="dataset"):
+                yield VerticalScroll(Static("loading…", id="dataset-text", markup=False))
+            with TabPane("Artifacts", id="artifacts"):
+                yield DataTable(id="artifacts-table", cursor_type="row")
+            with TabPane("Manifest", id="manifest"):
+                yield VerticalScroll(Static("loading…", id="manifest-text", markup=False))
+            with TabPane("Promotion", id="promotion"):
+                yield VerticalScroll(Static("loading…", id="promotion-text", markup=False))
+            with TabPane("Events", id="events"):
+                yield Static("", id="events-filter", markup=False)
+                yield EventLog(id="event-log")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#artifacts-table", DataTable).add_columns("Kind", "Path", "Size", "SHA-256")
+        self._show_filter()
+        self.set_interval(self.app.poll_interval_s, self.request_refresh)  # type: ignore[attr-defined]
+        self.request_refresh()
+
+    def request_refresh(self) -> None:
+        """Re-read the run and tail its events (only while this screen is shown)."""
+        if not self.failed and (self.is_current or self.data is None):
+            self._load()
+
+    @work(exclusive=True, group="inspector-poll")
+    async def _load(self) -> None:
+        """Worker: read the run, then the events after the last seq seen; post both."""
+        try:
+            store = await self.app.get_store()  # type: ignore[attr-defined]
+            self.post_message(InspectorLoaded(await read_inspector(store, self.run_id)))
+            skipped = 0
+            if self._seq is None:
+                last = await store.last_seq(self.run_id)
+                skipped = max(0, last - TAIL_BACKLOG)
+                self._seq = skipped
+            for _ in range(TAIL_PAGES):
+                records = await store.events_since(self.run_id, self._seq, limit=1000)
+                if not records:
+                    break
+                self._seq = records[-1].seq
+                self.post_message(EventsArrived(self.run_id, records, skipped))
+                skipped = 0
+                if len(records) < 1000:
+                    break
+        except StoreError as exc:
+            self.post_message(StoreFailed(f"Cannot read run {self.run_id}: {exc}"))
+
+    @on(StoreFailed)
+    def _failed(self, message: StoreFailed) -> None:
+        if not self.failed:
+            self.failed = True
+            self.notify(message.error, severity="error")
+
+    @on(EventsArrived)
+    def _events(self, message: EventsArrived) -> None:
+        log = self.query_one(EventLog)
+        if log.origin is None and self.data is not None:
+            log.origin = self.data.run.created_at
+        log.add_records(message.records, message.skipped)
+
+    @on(InspectorLoaded)
+    def _loaded(self, message: InspectorLoaded) -> None:
+        if message.data == self.data:
+            return
+        self.data = data = message.data
+        run = data.run
+        log = self.query_one(EventLog)
+        log.origin = run.created_at
+        self.query_one("#inspector-title", Static).update(
+            f"{run.name} · {run.id} · {run.kind} · {run.status}" + (" · ★ promoted" if run.promoted else ""))
+        times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
+            [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
+        header = f"backend {run.backend or '—'} · base {run.base_model or '—'}\n{' · '.join(times)}"
+        if run.error:
+            header += f"\nerror: {run.error}"
+        self.query_one("#config-text", Static).update(f"{header}\n\n{render_mapping(run.config)}")
+        data_section = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+        dataset = f"fingerprint {run.dataset_fingerprint or '—'}\n\n{render_mapping({'data': data_section})}"
+        self.query_one("#dataset-text", Static).update(
+            dataset + ("\n\n" + data.dataset if data.dataset else "\n\n(no dataset summary artifact)"))
+        table = self.query_one("#artifacts-table", DataTable)
+        table.clear()
+        for a in data.artifacts:
+            table.add_row(a.kind, a.path, human_bytes(a.bytes), a.sha256[:16] + "…", key=a.path)
+        self.query_one("#manifest-text", Static).update(data.manifest or "(no manifest artifact)")
+        self.query_one("#promotion-text", Static).update(self._promotion_text(data))
+
+    @staticmethod
+    def _promotion_text(data: InspectorData) -> str:
+        run = data.run
+        lines = [f"{run.primary_metric or 'metric'} ({run.goal}): baseline {format_value(run.baseline)} → "
+                 f"best {format_value(run.best)}", f"promoted: {'yes (active)' if run.promoted else 'no'}"]
+        for p in data.promotions:
+            verb = "promoted" if p.run_id == run.id else f"replaced by {p.run_id}"
+            lines.append(f"{utc(p.promoted_at)} {verb}: {p.reason}")
+        lines.append("")
+        lines.append(f"decision:\n{data.decision}" if data.decision else "(no promotion decision recorded)")
+        return "\n".join(lines)
+
+    def _show_filter(self) -> None:
+        level = self.query_one(EventLog).min_level
+        self.query_one("#events-filter", Static).update(f"level ≥ {level}  (l cycles: {' · '.join(LEVELS)})")
+
+    def action_level(self) -> None:
+        """Cycle the event log's minimum level and show the Events tab."""
+        log = self.query_one(EventLog)
+        log.set_level(cycle(LEVELS, log.min_level))
+        self._show_filter()
+        self.query_one(TabbedContent).active = "events"
+
+    def action_tab(self, step: int) -> None:
+        """Move to the next/previous tab."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = TABS[(TABS.index(tabs.active) + step) % len(TABS)]
+
+    async def action_compare(self) -> None:
+        """Pick another run and diff it against this one."""
+        from ragweld_tui.screens.diff import DiffScreen
+        from ragweld_tui.screens.run_picker import RunPickerScreen
+
+        try:
+            runs = await (await self.app.get_store()).list_runs()  # type: ignore[attr-defined]
+        except StoreError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(RunPickerScreen(runs, "Diff with…", exclude=self.run_id),
+                             lambda other: other and self.app.push_screen(DiffScreen(self.run_id, other)))

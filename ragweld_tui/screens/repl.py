@@ -1,0 +1,220 @@
+"""The debug prompt (mode `repl`): score a query with the base model and the active adapter side by side.
+
+Agent mode (chat with the active agent adapter, streaming tokens) is not built yet; selecting it
+says so and why. Models load lazily on the first query, in threads, so opening this view is free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Input, RichLog, Static
+
+from ragweld_tui.messages import ReplOutput, ScoreDone
+from ragweld_tui.scoring import (
+    AGENT_UNAVAILABLE,
+    REPL_HELP,
+    ScorerPair,
+    parse_line,
+    split_docs,
+)
+from ragweld_tui.widgets.history_input import HistoryInput
+from ragweld_tui.widgets.key_bar import KeyBar
+
+BACKENDS = ("auto", "mlx", "torch")
+
+
+def results_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """Base vs adapter scores and ranks, best (adapter) first, with the rank change."""
+    table = Table(expand=False, box=None, pad_edge=False, padding=(0, 1))
+    for name, justify in (("#", "right"), ("base", "right"), ("rk", "right"), ("adapter", "right"), ("rk", "right"),
+                          ("Δ", "right"), ("document", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    doc_width = max(10, width - 40)
+    for r in rows:
+        change = r["change"]
+        delta = Text("—", style="dim") if change is None else Text("=", style="dim") if change == 0 else (
+            Text(f"↑{change}", style="green") if change > 0 else Text(f"↓{-change}", style="red"))
+        doc = " ".join(r["doc"].split())
+        table.add_row(str(r["index"]), f"{r['base']:.4f}", str(r["base_rank"]),
+                      "—" if r["tuned"] is None else f"{r['tuned']:.4f}",
+                      "—" if r["tuned_rank"] is None else str(r["tuned_rank"]), delta,
+                      doc if len(doc) <= doc_width else doc[: doc_width - 1] + "…")
+    return table
+
+
+class ReplScreen(Screen[None]):
+    """A transcript and a prompt with history; slash commands change backend, adapter and mode."""
+
+    HELP = REPL_HELP
+
+    BINDINGS = [
+        Binding("escape", "leave_prompt", "Leave prompt"),
+        Binding("i", "focus_prompt", "Prompt", show=False),
+        Binding("ctrl+l", "clear", "Clear"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "reranker"
+        self.docs: tuple[str, ...] = ()
+        self.scorers: ScorerPair | None = None
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="repl-status", classes="view-title", markup=False)
+        yield RichLog(id="transcript", wrap=True, markup=True, auto_scroll=True)
+        yield HistoryInput(placeholder="query | doc | doc …   (/help)", id="prompt", compact=True)
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.scorers = ScorerPair(self.app.config)  # type: ignore[attr-defined]
+        self._status()
+        self.query_one(RichLog).write("Debug prompt. Type /help for commands.")
+        self.query_one(HistoryInput).focus()
+
+    def _status(self) -> None:
+        assert self.scorers is not None
+        text = f"mode {self.mode} · " + self.scorers.describe()
+        if self.docs:
+            text += f" · {len(self.docs)} docs"
+        self.query_one("#repl-status", Static).update(text)
+
+    def _say(self, text: str | Table | Text) -> None:
+        self.query_one(RichLog).write(text)
+
+    @on(Input.Submitted, "#prompt")
+    async def _submitted(self, event: Input.Submitted) -> None:
+        line = event.value.strip()
+        prompt = self.query_one(HistoryInput)
+        prompt.remember(line)
+        prompt.value = ""
+        if line:
+            self._say(Text(f"> {line}", style="bold"))
+            await self.handle_line(line)
+
+    async def handle_line(self, line: str) -> None:
+        """Run one REPL line: a slash command, or a query to score."""
+        assert self.scorers is not None
+        cmd = parse_line(line)
+        if cmd.name == "help":
+            self._say(REPL_HELP)
+        elif cmd.name == "clear":
+            self.action_clear()
+        elif cmd.name == "docs":
+            self.docs = split_docs(cmd.arg)
+            self._say(f"{len(self.docs)} documents set.")
+        elif cmd.name == "mode":
+            self._set_mode(cmd.arg)
+        elif cmd.name == "backend":
+            await self._set_backend(cmd.arg)
+        elif cmd.name == "adapter":
+            await self._set_adapter(cmd.arg)
+        elif cmd.name == "query":
+            self._query(cmd.query, cmd.docs)
+        else:
+            self._say(f"[red]unknown command /{cmd.name}[/red] (try /help)")
+        self._status()
+
+    def _set_mode(self, arg: str) -> None:
+        if arg in ("", self.mode):
+            self._say(f"mode: {self.mode}")
+        elif arg == "agent":
+            self._say(f"[yellow]{AGENT_UNAVAILABLE}[/yellow]")
+        elif arg == "reranker":
+            self.mode = "reranker"
+            self._say("mode: reranker")
+        else:
+            self._say("[red]modes: reranker, agent[/red]")
+
+    async def _set_backend(self, arg: str) -> None:
+        assert self.scorers is not None
+        if not arg:
+            self._say(f"backend: {self.scorers.backend or self.app.config.model.backend} (choices: {', '.join(BACKENDS)})")  # type: ignore[attr-defined]
+            return
+        if arg not in BACKENDS:
+            self._say(f"[red]backend must be one of {', '.join(BACKENDS)}[/red]")
+            return
+        await self.scorers.close()
+        self.scorers.backend = arg
+        self._say(f"backend: {arg} (models reload on the next query)")
+
+    async def _set_adapter(self, arg: str) -> None:
+        assert self.scorers is not None
+        if not arg:
+            self._say(self.scorers.describe())
+            return
+        if arg == "none":
+            self.scorers.use_adapter, self.scorers.adapter = False, None
+        elif arg == "active":
+            self.scorers.use_adapter, self.scorers.adapter = True, None
+        else:
+            folder = Path(arg).expanduser()
+            if not (folder / "manifest.json").is_file():
+                self._say(f"[red]{folder} is not an adapter folder (no manifest.json)[/red]")
+                return
+            self.scorers.use_adapter, self.scorers.adapter = True, folder
+        await self.scorers.close()
+        self._say(self.scorers.describe())
+
+    def _query(self, query: str, docs: tuple[str, ...]) -> None:
+        if self.mode == "agent":
+            self._say(f"[yellow]{AGENT_UNAVAILABLE}[/yellow]")
+            return
+        if docs:
+            self.docs = docs
+        if not query:
+            self._say("[red]empty query[/red]")
+        elif not self.docs:
+            self._say("[red]no documents: type query | doc | doc, or set them with /docs[/red]")
+        elif self.busy:
+            self._say("[yellow]still scoring the previous query…[/yellow]")
+        else:
+            self.busy = True
+            self._say(f"[dim]scoring {len(self.docs)} documents…[/dim]")
+            self._score(query, list(self.docs))
+
+    @work(exclusive=True, group="score")
+    async def _score(self, query: str, docs: list[str]) -> None:
+        """Worker: score base and adapter (models load lazily, in threads) and post the comparison."""
+        assert self.scorers is not None
+        try:
+            rows, info = await self.scorers.score(query, docs)
+        except Exception as exc:  # a missing model, a bad adapter, an unavailable backend: show it, keep going
+            self.post_message(ReplOutput(f"[red]scoring failed: {type(exc).__name__}: {exc}[/red]", "error"))
+            return
+        self.post_message(ScoreDone(query, rows, info))
+
+    @on(ScoreDone)
+    def _scored(self, message: ScoreDone) -> None:
+        self.busy = False
+        self._say(results_table(message.rows, self.size.width))
+        self._say(f"[dim]{message.info}[/dim]")
+
+    @on(ReplOutput)
+    def _output(self, message: ReplOutput) -> None:
+        self.busy = False
+        self._say(message.text)
+
+    def action_leave_prompt(self) -> None:
+        """Unfocus the prompt so view keys (1-4, ?) work."""
+        self.set_focus(None)
+
+    def action_focus_prompt(self) -> None:
+        """Focus the prompt."""
+        self.query_one(HistoryInput).focus()
+
+    def action_clear(self) -> None:
+        """Clear the transcript."""
+        self.query_one(RichLog).clear()
+
+    async def on_unmount(self) -> None:
+        if self.scorers is not None:
+            await self.scorers.close()

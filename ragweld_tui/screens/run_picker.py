@@ -1,0 +1,43 @@
+"""Pick one run from a list (for a HUD overlay, a diff partner, or the run a view follows)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from ragweld_tui.widgets.key_bar import KeyBar
+from store import RunRecord
+
+
+class RunPickerScreen(ModalScreen[str | None]):
+    """Dismisses with the chosen run id, or None on escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, runs: list[RunRecord], prompt: str, exclude: str | None = None) -> None:
+        super().__init__()
+        self.runs = [r for r in runs if r.id != exclude]
+        self.prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.prompt, classes="dialog-title")
+            if self.runs:
+                yield OptionList(*[Option(Text(f"{r.name}  {r.id}  {r.status}"), id=r.id) for r in self.runs], id="picker")
+            else:
+                yield Static("No other runs in the store.")
+        yield KeyBar()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        """Close without choosing."""
+        self.dismiss(None)

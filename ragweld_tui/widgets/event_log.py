@@ -1,0 +1,86 @@
+"""The run event log: a scrollable, level-filtered view of a run's events with a bounded buffer."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from ragweld_tui.format import format_elapsed, format_value
+from store import (
+    CheckpointEvent,
+    EvalEvent,
+    EventRecord,
+    LogEvent,
+    MetricsEvent,
+    StateEvent,
+    TelemetryEvent,
+)
+
+LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
+
+
+def describe_event(record: EventRecord) -> tuple[str, str]:
+    """The level and one-line text of an event (metrics and telemetry are debug-level chatter)."""
+    event = record.event
+    if isinstance(event, LogEvent):
+        return event.level, event.message
+    if isinstance(event, MetricsEvent):
+        return "debug", " ".join(f"{k}={format_value(v)}" for k, v in event.values.items())
+    if isinstance(event, TelemetryEvent):
+        return "debug", f"proj=({event.proj_x:.3g}, {event.proj_y:.3g}) loss={format_value(event.loss)}"
+    if isinstance(event, EvalEvent):
+        text = " ".join(f"{k}={format_value(v)}" for k, v in event.metrics.items())
+        return "info", f"{event.split}: {text}{' (best)' if event.is_best else ''}"
+    if isinstance(event, StateEvent):
+        level = "error" if event.status == "failed" else "warning" if event.status in ("cancelled", "interrupted") else "info"
+        return level, f"→ {event.status}" + (f": {event.reason}" if event.reason else "")
+    if isinstance(event, CheckpointEvent):
+        return "info", f"checkpoint {event.path} at step {event.step}"
+    return "info", str(event)  # pragma: no cover
+
+
+class EventLog(RichLog):
+    """Keeps the last `max_records` events of one run and shows those at or above `min_level`."""
+
+    def __init__(self, *, max_records: int = 5000, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(max_lines=max_records, wrap=False, markup=False, auto_scroll=True, id=id, classes=classes)
+        self.records: collections.deque[EventRecord] = collections.deque(maxlen=max_records)
+        self.min_level = "info"
+        self.origin: float | None = None
+        self.skipped = 0
+
+    def _line(self, record: EventRecord) -> Text | None:
+        level, text = describe_event(record)
+        if LEVELS.index(level) < LEVELS.index(self.min_level):
+            return None
+        offset = "" if self.origin is None else f"+{format_elapsed(record.ts - self.origin)}"
+        step = "" if record.step is None else str(record.step)
+        line = Text(f"{record.seq:>6} {offset:>8} {step:>6} {record.event.type:<10} ", style="dim")
+        line.append(text, style=LEVEL_STYLE[level])
+        return line
+
+    def add_records(self, records: Iterable[EventRecord], skipped: int = 0) -> None:
+        """Append new events (in seq order) and show the ones passing the filter."""
+        if skipped and not self.records:
+            self.skipped = skipped
+            self.write(Text(f"… {skipped} earlier events not shown", style="dim italic"))
+        for record in records:
+            self.records.append(record)
+            line = self._line(record)
+            if line is not None:
+                self.write(line)
+
+    def set_level(self, level: str) -> None:
+        """Show only events at or above `level`; re-renders the buffer."""
+        self.min_level = level
+        self.clear()
+        if self.skipped:
+            self.write(Text(f"… {self.skipped} earlier events not shown", style="dim italic"))
+        for record in self.records:
+            line = self._line(record)
+            if line is not None:
+                self.write(line)

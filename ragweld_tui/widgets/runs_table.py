@@ -1,0 +1,70 @@
+"""The runs table: one row per run, rebuilt from store reads while keeping the cursor on its run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ragweld_tui.format import format_value, metric_cell, short_model, status_cell
+from store import RunRecord
+
+STATUS_STYLE = {"running": "bold green", "completed": "", "failed": "red", "cancelled": "yellow",
+                "interrupted": "magenta", "queued": "dim"}
+NARROW_COLUMNS = ("★", "Name", "ID", "Kind", "Status", "Base → best")
+WIDE_COLUMNS = ("★", "Name", "ID", "Kind", "Backend", "Base model", "Status", "Primary metric")
+
+
+def run_cells(run: RunRecord, now: float, marked: bool, wide: bool) -> tuple[Text | str, ...]:
+    """The cells of one run; `wide` adds backend, full id and base model."""
+    mark = Text("★", style="bold yellow") if run.promoted else Text("•", style="bold cyan") if marked else ""
+    if marked and run.promoted:
+        mark = Text("★", style="bold cyan")
+    status = Text(status_cell(run, now), style=STATUS_STYLE.get(run.status, ""))
+    if wide:
+        return (mark, run.name[:28], run.id, run.kind, run.backend or "—", short_model(run.base_model, 28), status,
+                metric_cell(run))
+    values = "—" if run.baseline is None and run.best is None else f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
+    return (mark, run.name[:16], run.id[-8:], run.kind, status, values)
+
+
+class RunsTable(DataTable):
+    """A row-cursor DataTable of runs keyed by run id."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.wide: bool | None = None
+        self._shown: list[tuple[str, tuple[str, ...]]] = []
+
+    @property
+    def selected_id(self) -> str | None:
+        """The run id under the cursor."""
+        if self.row_count == 0:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # cursor out of range while rows change
+            return None
+
+    def show(self, runs: Sequence[RunRecord], now: float, marked: set[str], wide: bool) -> None:
+        """Replace the rows (skipped when nothing visible changed), keeping the cursor's run."""
+        rows = [(r.id, run_cells(r, now, r.id in marked, wide)) for r in runs]
+        plain = [(rid, tuple(str(c) for c in cells)) for rid, cells in rows]
+        if wide == self.wide and plain == self._shown:
+            return
+        keep = self.selected_id
+        if wide != self.wide:
+            self.clear(columns=True)
+            self.add_columns(*(WIDE_COLUMNS if wide else NARROW_COLUMNS))
+            self.wide = wide
+        else:
+            self.clear()
+        for rid, cells in rows:
+            self.add_row(*cells, key=rid)
+        self._shown = plain
+        if keep is not None:
+            for index, (rid, _) in enumerate(rows):
+                if rid == keep:
+                    self.move_cursor(row=index, animate=False)
+                    break
