@@ -4,17 +4,20 @@ Mirrors the PyTorch engine step for step (same init, loss sums, clipping, bias-c
 and schedule), so that dev runs on a Mac and prod runs on Linux produce the same adapter.
 
 MLX streams belong to the thread that made them, and callers drive engines from whichever worker
-`asyncio.to_thread` picks; so the engine runs all its MLX work on one thread of its own, and every
-public method may be called from any thread.
+`asyncio.to_thread` picks; so all MLX training work of the process runs on one daemon thread, and
+every public method may be called from any thread. The thread never ends: when a thread that used
+MLX exits while the interpreter is finalizing, MLX's thread-local destructor takes the GIL and the
+process aborts ("terminate called without an active exception"), seen with mlx 0.32.
 """
 
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,13 +37,42 @@ from trainers.schedule import lr_at
 T = TypeVar("T")
 
 
+class MlxWorker:
+    """One daemon thread that runs submitted calls in order and returns their results."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="mlx-train", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args, kwargs, future = self._calls.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    future.set_exception(exc)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if threading.current_thread() is self.thread:
+            return fn(*args, **kwargs)
+        future: Future = Future()
+        self._calls.put((fn, args, kwargs, future))
+        return future.result()
+
+
+@functools.lru_cache(maxsize=1)
+def mlx_worker() -> MlxWorker:
+    """The process's MLX training thread, started on first use."""
+    return MlxWorker()
+
+
 def _pinned(method: Callable[..., T]) -> Callable[..., T]:
-    """Run the method on the engine's own MLX thread (directly when already there)."""
+    """Run the method on the MLX training thread."""
     @functools.wraps(method)
     def wrapper(self: MlxTrainEngine, *args: Any, **kwargs: Any) -> T:
-        if threading.current_thread() is self._thread:
-            return method(self, *args, **kwargs)
-        return self._executor.submit(method, self, *args, **kwargs).result()
+        return mlx_worker().call(method, self, *args, **kwargs)
     return wrapper
 
 
@@ -52,14 +84,7 @@ class MlxTrainEngine:
     def __init__(self, model_dir: Path, lora: LoraConfig, train: TrainConfig, answer_ids: tuple[int, int],
                  pad_id: int, *, seed: int | None = None, init_lora: LoraWeights | None = None,
                  device: str = "cpu", eval_batch_size: int = 32) -> None:
-        self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx-train")
-        self._thread = self._executor.submit(threading.current_thread).result()
-        try:
-            self._setup(Path(model_dir), lora, train, answer_ids, pad_id, seed, init_lora, device, eval_batch_size)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            raise
+        self._setup(Path(model_dir), lora, train, answer_ids, pad_id, seed, init_lora, device, eval_batch_size)
 
     @_pinned
     def _setup(self, model_dir: Path, lora: LoraConfig, train: TrainConfig, answer_ids: tuple[int, int],
@@ -206,15 +231,11 @@ class MlxTrainEngine:
             mx.eval(self.optimizer.state)
         self.step, self.seed = state.step, state.seed
 
+    @_pinned
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._executor.submit(self._release).result()
-            self._executor.shutdown(wait=True)
-
-    def _release(self) -> None:
-        del self.model, self.optimizer, self._value_and_grad
-        mx.clear_cache()
+        if hasattr(self, "model"):
+            del self.model, self.optimizer, self._value_and_grad
+            mx.clear_cache()
 
 
 def _assign(tree: dict, flat: list[tuple[str, mx.array]]) -> None:
