@@ -80,6 +80,14 @@ class PromptBuilder:
 
     def build(self, query: str, docs: Sequence[str]) -> list[list[int]]:
         """Token ids for every (query, doc) row; each fits in max_length with query and suffix intact."""
+        head, tails = self.build_parts(query, docs)
+        return [head + tail for tail in tails]
+
+    def build_parts(self, query: str, docs: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        """The shared head (prefix, instruction, query) and each row's tail (document + suffix).
+
+        Rows are head + tail; a scorer can run the head once and reuse its key/value cache.
+        """
         head = self.query_head(query)
         budget = self.max_length - len(head) - len(self._suffix)
         if budget < 1:
@@ -91,7 +99,7 @@ class PromptBuilder:
             if not isinstance(doc, str):
                 raise PromptError(f"document {index} is {type(doc).__name__}, not a string")
         if not docs:
-            return []
+            return head, []
         # One batched call to the fast tokenizer; the leading space belongs to the document.
         encoded = self.tokenizer([" " + doc for doc in docs], add_special_tokens=False)["input_ids"]
-        return [head + list(ids[:budget]) + self._suffix for ids in encoded]
+        return head, [list(ids[:budget]) + self._suffix for ids in encoded]

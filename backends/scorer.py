@@ -114,9 +114,27 @@ class Reranker:
         self.last_stats = stats
         return out
 
+    def score_prefixed(self, head: list[int], tails: list[list[int]]) -> np.ndarray:
+        """Log-odds for head + each tail, running the shared head once (engines that support it)."""
+        lengths = [len(head) + len(t) for t in tails]
+        out = np.empty(len(tails))
+        stats = ScoreStats(pairs=len(tails), real_tokens=sum(lengths))
+        start = time.perf_counter()
+        for batch in token_budget_batches(lengths, self.settings.token_budget, self.settings.max_batch_size):
+            out[batch] = self.engine.logodds_prefixed(head, [tails[i] for i in batch])
+            stats.padded_tokens += max(lengths[i] for i in batch) * len(batch)
+            stats.batches += 1
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        return out
+
     def score(self, query: str, docs: Sequence[str]) -> list[Score]:
         """Relevance of each document to the query, in input order."""
-        logits = self.score_rows(self.builder.build(query, docs))
+        head, tails = self.builder.build_parts(query, docs)
+        if len(tails) > 1 and hasattr(self.engine, "logodds_prefixed"):
+            logits = self.score_prefixed(head, tails)
+        else:
+            logits = self.score_rows([head + tail for tail in tails])
         probs = sigmoid(logits)
         return [Score(i, float(p), float(l)) for i, (p, l) in enumerate(zip(probs, logits))]
 

@@ -42,13 +42,14 @@ def model_dir(layers: int) -> Path:
     return dest
 
 
-def workload(pairs: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    """Queries with CISI documents cut to lengths from a sentence to a full abstract."""
+def workload(pairs: int, seed: int = 0, n_queries: int = 2) -> list[tuple[str, list[str]]]:
+    """Queries, each with a candidate list of CISI documents cut to lengths from a sentence to a
+    full abstract (the reranking shape: one query, many candidates of mixed length)."""
     docs = [" ".join(filter(None, (d.get("title"), d.get("text")))) for d in map(json.loads, (CISI / "corpus.jsonl").open())]
     rng = np.random.default_rng(seed)
-    per_query = max(1, pairs // len(QUERIES))
+    per_query = max(1, pairs // n_queries)
     work = []
-    for query in QUERIES:
+    for query in QUERIES[:n_queries]:
         chosen = []
         for doc in rng.choice(docs, size=per_query, replace=False):
             words = doc.split()

@@ -72,3 +72,16 @@ def test_results_come_back_in_input_order_across_batches(scorers, workload) -> N
     assert scorer.last_stats.batches == 1
     scorer.score(query, docs)
     assert scorer.last_stats.pairs == len(docs)
+
+
+def test_prefix_cache_path_equals_full_rows(scorers, workload) -> None:
+    scorer = scorers["torch"]
+    for query, docs in workload[:2]:
+        head, tails = scorer.builder.build_parts(query, docs)
+        cached = scorer.score_prefixed(head, tails)
+        full = scorer.score_rows([head + t for t in tails])
+        np.testing.assert_allclose(cached, full, atol=1e-5)
+        # A second query reuses nothing stale from the first one's cache.
+    other = scorer.score(workload[2][0], workload[2][1])
+    rows = scorer.builder.build(workload[2][0], workload[2][1])
+    np.testing.assert_allclose([s.logit for s in other], scorer.score_rows(rows), atol=1e-5)
