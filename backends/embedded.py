@@ -39,10 +39,20 @@ NON_SPECIAL = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_respons
 BPE_RESOURCE = "qwen_bpe_16k.tiktoken"
 EMBEDDED_PREFIX = "embedded:"
 
+# Qwen3's chat format with thinking always off, for system/user/assistant turns (no tools): what
+# Qwen3's own template renders with enable_thinking=False. The last assistant turn after the last user
+# message opens with an empty think block; earlier assistant turns carry none (as in Qwen3).
+# `backends.chat_template.render_chat` is the Python twin the trainer and generator use.
 QWEN3_CHAT_TEMPLATE = (
+    "{%- set ns = namespace(last_query=messages|length - 1) %}"
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}{%- set ns.last_query = loop.index0 %}"
+    "{%- endif %}{%- endfor %}"
     "{%- for message in messages %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- if loop.index0 > ns.last_query and loop.last %}"
+    "{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + message['content'].lstrip('\\n') }}"
+    "{%- else %}{{- '<|im_start|>assistant\\n' + message['content'] }}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
     "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endif %}"
@@ -206,4 +216,20 @@ def ensure_embedded(name: str) -> Path:
     dest = cache_root() / "models" / f"{name}-{spec.digest()}"
     if not (dest / "model.safetensors").is_file():
         write_tiny_qwen3(dest, spec)
+    else:
+        _refresh_chat_template(dest)
     return dest
+
+
+def _refresh_chat_template(dest: Path) -> None:
+    """Give a folder cached by an older version the current chat template (weights are unchanged)."""
+    path = dest / "tokenizer_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if config.get("chat_template") != QWEN3_CHAT_TEMPLATE:
+        config["chat_template"] = QWEN3_CHAT_TEMPLATE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+        os.replace(tmp, path)
