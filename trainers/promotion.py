@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.adapters import Manifest
+from backends.chat_template import chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
 from ragweld_tui.config import AppConfig
@@ -78,15 +79,30 @@ def active_path(config: AppConfig, kind: str) -> Path:
     return reranker_path if kind == "reranker" else reranker_path.parent / kind
 
 
+def template_fingerprint_for(kind: str) -> str:
+    """The prompt format an adapter of this kind must have been trained with: the reranker prompt,
+    or the Qwen3 chat template (thinking off) for the agent."""
+    return chat_template_fingerprint() if kind == "agent" else template_fingerprint()
+
+
 async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
-    """Run the gate for a run without changing anything."""
+    """Run the gate for a run without changing anything.
+
+    The serving base is the config's when the config is of the run's kind; promoting an agent run
+    with the reranker's config (or the reverse) compares against the base the run recorded.
+    """
     run = await store.get_run(run_id)
     manifest = verified_manifest(run_adapter_dir(store, run_id))
-    serving = base_fingerprint(resolve_model(config.model.base))
     if run.status != "completed":
         return GateDecision(False, [f"run is {run.status}; only completed runs can be promoted"])
-    return gate(run.best, run.baseline, run.goal, config.train.promote_epsilon, manifest, serving,
-                template_fingerprint(), force)
+    base = config.model.base if config.train.kind == run.kind or not run.base_model else run.base_model
+    serving = base_fingerprint(resolve_model(base))
+    decision = gate(run.best, run.baseline, run.goal, config.train.promote_epsilon, manifest, serving,
+                    template_fingerprint_for(run.kind), force)
+    if manifest is not None and manifest.kind != run.kind:
+        return GateDecision(False, [f"the adapter is a {manifest.kind} adapter, the run is a {run.kind} run"]
+                            + decision.reasons)
+    return decision
 
 
 async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:

@@ -7,18 +7,16 @@ ValueError, so a bad input never leaves a half-made run behind.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
-
-from backends.adapters import LoraWeights, Manifest, write_manifest, write_mlx_adapter, write_peft_adapter
+from backends.adapters import LoraWeights
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from ragweld_tui.config import AppConfig
+from trainers.artifacts import lora_num_layers, write_adapter_folder
 from trainers.datasets import load_dataset
 from trainers.engine_base import Batch, make_train_engine
 from trainers.evaluation import evaluate_queries
@@ -42,8 +40,12 @@ def make_batches(items: list, builder: PromptBuilder, micro_batches: int) -> lis
 
 @dataclass
 class RunPlan:
-    """Validated inputs of a run: data and split, model folder, backend, tokenizer, prompt builder."""
+    """Validated inputs of a run: data and split, model folder, backend, tokenizer, prompt builder.
 
+    Implements `trainers.run_loop.TrainingPlan` for kind "reranker".
+    """
+
+    kind: ClassVar[str] = "reranker"
     config: AppConfig
     dataset: Any
     split: Split
@@ -73,6 +75,19 @@ class RunPlan:
         return cls(config, dataset, split, stream, model_dir, choice.backend, choice.device, choice.reason,
                    builder, answer_ids, pad_id, base_fingerprint(model_dir))
 
+    @property
+    def primary_metric(self) -> str:
+        return self.config.train.primary_metric
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        return self.dataset.fingerprint
+
+    def describe(self) -> list[str]:
+        return [self.dataset.report.summary(),
+                f"{self.backend} on {self.device} ({self.backend_reason}); "
+                f"{len(self.split.train)} train / {len(self.split.dev)} dev queries"]
+
     def make_engine(self):
         return make_train_engine(self.backend, self.model_dir, self.config.lora, self.config.train,
                                  self.answer_ids, self.pad_id, seed=self.config.train.seed, device=self.device)
@@ -86,28 +101,15 @@ class RunPlan:
                                 scoring.max_batch_size)
 
     def num_layers(self) -> int:
-        total = json.loads((self.model_dir / "config.json").read_text())["num_hidden_layers"]
-        return total if self.config.lora.num_layers == -1 else self.config.lora.num_layers
+        return lora_num_layers(self.model_dir, self.config.lora)
+
+    def write_adapter(self, folder: Path, lora: LoraWeights, run_id: str, metrics: dict[str, float]) -> None:
+        write_adapter(folder, lora, self, run_id, metrics)
 
 
 def write_adapter(folder: Path, lora: LoraWeights, plan: RunPlan, run_id: str, metrics: dict[str, float]) -> None:
     """Write the adapter in its backend's native format, then the manifest last, replacing `folder`."""
-    import shutil
-
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if plan.backend == "mlx":
-        write_mlx_adapter(tmp, lora, plan.num_layers())
-    else:
-        write_peft_adapter(tmp, lora, plan.config.model.base)
-    finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    write_manifest(tmp, Manifest(base_model=plan.config.model.base, base_fingerprint=plan.base_fingerprint,
-                                 template_fingerprint=template_fingerprint(), backend=plan.backend, files={},
-                                 dataset_fingerprint=plan.dataset.fingerprint, kind="reranker", run_id=run_id,
-                                 metrics=finite))
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    write_adapter_folder(folder, lora, backend=plan.backend, num_layers=plan.num_layers(),
+                         base_model=plan.config.model.base, base_fingerprint=plan.base_fingerprint,
+                         template_fingerprint=template_fingerprint(), dataset_fingerprint=plan.dataset.fingerprint,
+                         kind="reranker", run_id=run_id, metrics=metrics)

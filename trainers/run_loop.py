@@ -1,0 +1,297 @@
+"""One training run end to end, for any task: baseline, steps with evals and checkpoints, gate.
+
+The loop knows nothing about rerankers or chat: a `TrainingPlan` supplies the engine, the batches
+of each step, the evaluation and the adapter writer, and the loop does the rest the same way for
+every kind — typed events, telemetry projection, best-adapter tracking, early stopping, atomic
+checkpoints, exact resume, cooperative cancel, the NaN guard and auto promotion.
+
+Everything that can be wrong with the user's input is checked when the plan is prepared, before a
+run exists in the store, so bad input leaves nothing behind. Heavy work (model load, steps, evals)
+runs in threads; this coroutine only sequences it and writes events, so the TUI's event loop stays
+free and a run inside the app behaves exactly like a headless one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from backends.adapters import LoraWeights
+from ragweld_tui.config import AppConfig
+from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from trainers.metrics import METRIC_GOALS
+from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, promote
+
+CHECKPOINTS, KEEP_CHECKPOINTS, TRAINER_STATE, ORIGIN = "checkpoints", 2, "trainer.json", "telemetry_origin.safetensors"
+
+
+class TrainingPlan(Protocol):
+    """What a run of one kind needs, prepared and validated before the run exists."""
+
+    config: AppConfig
+    kind: str  # "reranker" | "agent": the store's run kind and the promotion slot
+    backend: str
+    device: str
+
+    @property
+    def primary_metric(self) -> str: ...
+
+    @property
+    def dataset_fingerprint(self) -> str: ...
+
+    def describe(self) -> list[str]:
+        """Log lines for the start of the run (data summary, backend and split sizes)."""
+        ...
+
+    def make_engine(self) -> Any:
+        """A fresh engine: train_step, lora_weights, trainable_vector, save/load_state, close."""
+        ...
+
+    def batches_for(self, step: int) -> list:
+        """The micro-batches of optimizer step `step` (a pure function of the step)."""
+        ...
+
+    def evaluate(self, engine: Any) -> dict[str, float]:
+        """Dev metrics with the engine's current adapter; must contain the primary metric."""
+        ...
+
+    def write_adapter(self, folder: Path, lora: LoraWeights, run_id: str, metrics: dict[str, float]) -> None:
+        """Replace `folder` with the adapter in the backend's format plus its manifest (written last)."""
+        ...
+
+
+class TrainingFailed(RuntimeError):
+    """The run cannot go on (a NaN loss, a diverged model); the run is marked failed."""
+
+
+@dataclass
+class ProgressUpdate:
+    """What a progress display needs after each step."""
+
+    step: int
+    max_steps: int
+    loss: float
+    elapsed_s: float
+    tokens_per_s: float
+    eval_metrics: dict[str, float] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, for the CLI's final table and exit code."""
+
+    run_id: str
+    status: str
+    primary_metric: str
+    baseline: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    best_step: int = 0
+    steps: int = 0
+    decision: GateDecision | None = None
+    wall_s: float = 0.0
+    tokens_per_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class _Tracker:
+    """Best-so-far and patience bookkeeping; saved in every checkpoint so resume is exact."""
+
+    step: int = 0
+    baseline: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    best_step: int = 0
+    bad_evals: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+
+
+def _better(metric: str, candidate: float, incumbent: float | None) -> bool:
+    if incumbent is None:
+        return True
+    return candidate > incumbent if METRIC_GOALS[metric] == "maximize" else candidate < incumbent
+
+
+def prepare_plan(config: AppConfig) -> TrainingPlan:
+    """The plan for the config's `[train].kind` (raises DataError / ValueError on bad input)."""
+    if config.train.kind == "agent":
+        from trainers.agent_plan import AgentPlan
+        return AgentPlan.prepare(config)
+    from trainers.run_plan import RunPlan
+    return RunPlan.prepare(config)
+
+
+async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.Event | None = None,
+                         resume_run_id: str | None = None, plan: TrainingPlan | None = None,
+                         on_progress: Callable[[ProgressUpdate], None] | None = None) -> RunOutcome:
+    """Prepare the plan of the config's kind (in a thread) and run it."""
+    plan = plan or await asyncio.to_thread(prepare_plan, config)
+    return await run_training(config, store, plan, cancel, resume_run_id, on_progress)
+
+
+async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, cancel: threading.Event | None = None,
+                       resume_run_id: str | None = None,
+                       on_progress: Callable[[ProgressUpdate], None] | None = None) -> RunOutcome:
+    """Run (or resume) a training of any kind; returns the outcome, never leaves the run `running`."""
+    cancel = cancel or threading.Event()
+    metric = plan.primary_metric
+    if resume_run_id is None:
+        run_id = await store.create_run(
+            plan.kind, config.train.name, backend=plan.backend, base_model=config.model.base,
+            config=json.loads(config.model_dump_json()), dataset_fingerprint=plan.dataset_fingerprint,
+            primary_metric=metric, goal=METRIC_GOALS[metric])
+    else:
+        run_id = resume_run_id
+    outcome = RunOutcome(run_id, "running", metric)
+    started = time.perf_counter()
+    async with store.writer(run_id) as writer:
+        await writer.set_status("running", reason="resumed" if resume_run_id else "started")
+        try:
+            await _train(config, store, writer, plan, run_id, cancel, resume_run_id is not None, outcome, on_progress)
+        except asyncio.CancelledError:
+            outcome.status = "cancelled"
+            await writer.set_status("cancelled", reason="task cancelled")
+            raise
+        except Exception as exc:  # the run failed: record why, never leave it running
+            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+            writer.emit(LogEvent(level="error", message=outcome.error))
+            await writer.set_status("failed", error=outcome.error)
+        outcome.wall_s = time.perf_counter() - started
+    if outcome.status == "completed" and config.train.auto_promote:
+        try:
+            outcome.decision = await promote(store, config, run_id)
+        except PromotionRefused as exc:
+            outcome.decision = GateDecision(False, str(exc).split("; "))
+        async with store.writer(run_id) as writer:
+            verdict = "promoted" if outcome.decision.promote else "not promoted"
+            writer.emit(LogEvent(message=f"{verdict}: {'; '.join(outcome.decision.reasons)}"))
+    return outcome
+
+
+async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan, run_id: str,
+                 cancel: threading.Event, resuming: bool, outcome: RunOutcome, on_progress) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from trainers.evaluation import Projector
+
+    train, metric = config.train, plan.primary_metric
+    run_dir = store.artifact_path(run_id, ADAPTER_SUBDIR).parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for line in plan.describe():
+        writer.emit(LogEvent(message=line))
+    engine = await asyncio.to_thread(plan.make_engine)
+    try:
+        tracker = _Tracker()
+        checkpoint = _latest_checkpoint(run_dir) if resuming else None
+        if resuming and checkpoint is None:
+            writer.emit(LogEvent(level="warning", message="no complete checkpoint: starting from step 0"))
+        if checkpoint is not None:
+            await asyncio.to_thread(engine.load_state, checkpoint)
+            tracker = _Tracker(**json.loads((checkpoint / TRAINER_STATE).read_text()))
+            writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"))
+        if (run_dir / ORIGIN).is_file():
+            origin = load_file(str(run_dir / ORIGIN))["origin"]
+        else:
+            origin = await asyncio.to_thread(engine.trainable_vector)
+            save_file({"origin": origin}, str(run_dir / ORIGIN))
+        project = Projector(origin, train.seed)
+        if not tracker.baseline:
+            tracker.baseline = await asyncio.to_thread(plan.evaluate, engine)
+            writer.emit(EvalEvent(metrics=tracker.baseline, split="baseline"), step=0)
+            await store.set_baseline(run_id, tracker.baseline[metric])
+        while tracker.step < train.max_steps:
+            if cancel.is_set():
+                outcome.status = "cancelled"
+                await writer.set_status("cancelled", reason=f"cancelled at step {tracker.step}")
+                break
+            micro = plan.batches_for(tracker.step)
+            stats = await asyncio.to_thread(engine.train_step, micro)
+            if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
+                raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
+                                     f"gradient norm {stats.grad_norm}); nothing from this step was kept")
+            tracker.step += 1
+            tracker.tokens += stats.tokens
+            tracker.train_seconds += stats.seconds
+            rate = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
+            writer.emit(MetricsEvent(values={"train/loss": stats.loss, "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
+                                             "train/tokens_per_s": rate, "train/step_time_s": stats.seconds}),
+                        step=tracker.step)
+            x, y = project(await asyncio.to_thread(engine.trainable_vector))
+            writer.emit(TelemetryEvent(proj_x=x, proj_y=y, loss=stats.loss), step=tracker.step)
+            evaluated = None
+            if tracker.step % train.eval_every == 0 or tracker.step == train.max_steps:
+                evaluated = await _evaluate(plan, engine, tracker, writer, run_dir, run_id)
+            if on_progress:
+                on_progress(ProgressUpdate(tracker.step, train.max_steps, stats.loss,
+                                           tracker.train_seconds, rate, evaluated))
+            if tracker.step % train.checkpoint_every == 0 or tracker.step == train.max_steps:
+                await _checkpoint(engine, tracker, run_dir, writer)
+            if evaluated is not None and tracker.bad_evals >= train.early_stopping_patience:
+                writer.emit(LogEvent(message=f"early stop at step {tracker.step}: no {metric} improvement in "
+                                             f"{tracker.bad_evals} evaluations"))
+                break
+        outcome.baseline, outcome.best, outcome.best_step = tracker.baseline, tracker.best, tracker.best_step
+        outcome.steps = tracker.step
+        outcome.tokens_per_s = tracker.tokens / tracker.train_seconds if tracker.train_seconds else 0.0
+        if outcome.status == "running":
+            await _register_artifacts(store, run_id, run_dir)
+            outcome.status = "completed"
+            await writer.set_status("completed", reason=f"best {metric} {tracker.best.get(metric, float('nan')):.4f} "
+                                                        f"at step {tracker.best_step}")
+    finally:
+        await asyncio.to_thread(engine.close)
+
+
+async def _evaluate(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> dict[str, float]:
+    metric = plan.primary_metric
+    metrics = await asyncio.to_thread(plan.evaluate, engine)
+    is_best = _better(metric, metrics[metric], tracker.best.get(metric))
+    writer.emit(EvalEvent(metrics=metrics, split="dev", is_best=is_best), step=tracker.step)
+    if is_best:
+        tracker.best, tracker.best_step, tracker.bad_evals = metrics, tracker.step, 0
+        lora = await asyncio.to_thread(engine.lora_weights)
+        await asyncio.to_thread(plan.write_adapter, run_dir / ADAPTER_SUBDIR, lora, run_id, metrics)
+        await writer.store.set_best(run_id, metrics[metric])
+    else:
+        tracker.bad_evals += 1
+    return metrics
+
+
+async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
+    """Write engine state + tracker to a temp folder, then rename: a checkpoint is whole or absent."""
+    root = run_dir / CHECKPOINTS
+    final = root / f"step-{tracker.step:07d}"
+    tmp = root / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    await asyncio.to_thread(engine.save_state, tmp)
+    (tmp / TRAINER_STATE).write_text(json.dumps(asdict(tracker), sort_keys=True))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(p for p in root.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    writer.emit(CheckpointEvent(path=str(final.relative_to(run_dir)), step=tracker.step), step=tracker.step)
+
+
+def _latest_checkpoint(run_dir: Path) -> Path | None:
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    complete = [p for p in sorted(root.iterdir()) if p.name.startswith("step-") and (p / TRAINER_STATE).is_file()]
+    return complete[-1] if complete else None
+
+
+async def _register_artifacts(store: RunStore, run_id: str, run_dir: Path) -> None:
+    adapter = run_dir / ADAPTER_SUBDIR
+    if not adapter.is_dir():
+        return
+    for path in sorted(adapter.iterdir()):
+        digest, size = await asyncio.to_thread(file_digest, path)
+        await store.add_artifact(run_id, "adapter", f"{ADAPTER_SUBDIR}/{path.name}", digest, size)
