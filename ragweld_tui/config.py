@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragweld_tui.errors import UserError
 
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 EMBEDDED_RERANKER = "embedded:tiny-qwen3-reranker"
+EMBEDDED_CHAT = "embedded:tiny-qwen3-chat"
+RERANKER_METRICS = ("mrr@10", "ndcg@10", "recall@10", "map")
+AGENT_METRICS = ("eval_loss",)
 APP_NAME = "ragweld-tui"
 
 
@@ -132,6 +135,17 @@ class TrainConfig(StrictModel):
     promote_epsilon: float = Field(0.01, ge=0.0)
     auto_promote: bool = True
     seed: int = 0
+    # Agent runs: which assistant turns are learned ("last": earlier replies are masked like prompts).
+    train_on: Literal["all", "last"] = "all"
+
+
+class ChatConfig(StrictModel):
+    """Sampling for the agent's chat (the `chat` REPL and the TUI's agent mode)."""
+
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=32768)
+    system_prompt: str | None = None
 
 
 class AppConfig(StrictModel):
@@ -145,6 +159,32 @@ class AppConfig(StrictModel):
     data: DataConfig = DataConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
+    chat: ChatConfig = ChatConfig()
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> AppConfig:
+        """Agent runs default to the embedded chat model and eval loss; metrics and data must fit the kind."""
+        train = self.train
+        if train.kind == "agent":
+            if "base" not in self.model.model_fields_set:
+                self.model.base = EMBEDDED_CHAT
+            if "name" not in train.model_fields_set:
+                train.name = "agent"
+            if "primary_metric" not in train.model_fields_set:
+                train.primary_metric = "eval_loss"
+            if train.primary_metric not in AGENT_METRICS:
+                raise ValueError(f"[train].primary_metric = {train.primary_metric!r} is a reranker metric; "
+                                 f"agent runs use {', '.join(AGENT_METRICS)}")
+            if self.data.format not in ("auto", "chat"):
+                raise ValueError(f"[data].format = {self.data.format!r} is reranker data; agent runs train on "
+                                 "chat JSONL (format = 'chat' or 'auto')")
+        else:
+            if train.primary_metric not in RERANKER_METRICS:
+                raise ValueError(f"[train].primary_metric = {train.primary_metric!r} is the agent's metric; "
+                                 f"reranker runs use {', '.join(RERANKER_METRICS)} (or set [train].kind = 'agent')")
+            if self.data.format == "chat":
+                raise ValueError("[data].format = 'chat' is agent training data; set [train].kind = 'agent'")
+        return self
 
     def active_adapter_dir(self) -> Path:
         return self.serving.active_adapter or data_dir() / "active" / "reranker"
@@ -172,7 +212,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             message = "unknown setting"
         elif item["type"].startswith("value_error"):
             message = message.removeprefix("Value error, ")
-        lines.append(f"{source}: {key}: {message}")
+        lines.append(f"{source}: {key}: {message}" if loc else f"{source}: {message}")
     return "\n".join(lines)
 
 
