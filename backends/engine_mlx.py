@@ -15,6 +15,52 @@ import numpy as np
 from backends.adapters import AdapterError, LoraWeights
 
 
+class LoraSwap:
+    """Serves a LoRA on an mlx-lm model and undoes it: merged into float weights; on quantized
+    layers, where merging would lose precision, through mlx-lm's LoRALinear (the scorer and the
+    chat generator share this)."""
+
+    def __init__(self) -> None:
+        self._base: dict[str, mx.array] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+
+    def apply(self, model: nn.Module, lora: LoraWeights | None) -> None:
+        """Serve the base plus `lora` (None: the plain base); replaces any previous adapter."""
+        from mlx_lm.tuner.lora import LoRALinear
+
+        modules = dict(model.named_modules())
+        for name, weight in self._base.items():
+            modules[name].weight = weight
+        self._base.clear()
+        for name, original in self._wrapped.items():
+            parent, _, attr = name.rpartition(".")
+            setattr(_submodule(model, parent), attr, original)
+        self._wrapped.clear()
+        if lora is None:
+            return
+        modules = dict(model.named_modules())
+        for name in lora.modules:
+            module = modules.get(name)
+            if module is None or not hasattr(module, "weight"):
+                raise AdapterError(f"adapter targets {name}, which this base model does not have")
+        for name, (a, b) in lora.modules.items():
+            module = modules[name]
+            if hasattr(module, "scales"):  # quantized: keep it and add a LoRA branch
+                wrapped = LoRALinear.from_base(module, r=lora.rank, scale=lora.scale, dropout=0.0)
+                wrapped.lora_a, wrapped.lora_b = mx.array(a.T), mx.array(b.T)
+                parent, _, attr = name.rpartition(".")
+                setattr(_submodule(model, parent), attr, wrapped)
+                self._wrapped[name] = module
+                continue
+            delta = lora.delta(name)
+            if tuple(delta.shape) != tuple(module.weight.shape):
+                raise AdapterError(f"adapter shape {tuple(delta.shape)} for {name} does not match "
+                                   f"the base's {tuple(module.weight.shape)}")
+            self._base[name] = module.weight
+            module.weight = module.weight + mx.array(delta).astype(module.weight.dtype)
+        mx.eval(model.parameters())
+
+
 class MlxEngine:
     """Scores token rows with an mlx-lm model."""
 
@@ -33,8 +79,7 @@ class MlxEngine:
         self.dtype = dtype if dtype != "auto" else str(self.model.model.embed_tokens.weight.dtype).split(".")[-1]
         self.answer_ids = list(answer_ids)
         self.pad_id = pad_id
-        self._base: dict[str, mx.array] = {}
-        self._wrapped: dict[str, nn.Module] = {}
+        self._swap = LoraSwap()
         self._refresh_head()
 
     def _head_module(self) -> nn.Module:
@@ -67,41 +112,8 @@ class MlxEngine:
         mx.eval(out)
         return np.array(out, dtype=np.float64)
 
-    def _named_linears(self) -> dict[str, nn.Module]:
-        return {name: module for name, module in self.model.named_modules()}
-
     def apply_lora(self, lora: LoraWeights | None) -> None:
-        from mlx_lm.tuner.lora import LoRALinear
-
-        for name, weight in self._base.items():
-            self._named_linears()[name].weight = weight
-        self._base.clear()
-        for name, original in self._wrapped.items():
-            parent, _, attr = name.rpartition(".")
-            setattr(_submodule(self.model, parent), attr, original)
-        self._wrapped.clear()
-        if lora is not None:
-            modules = self._named_linears()
-            for name in lora.modules:
-                module = modules.get(name)
-                if module is None or not hasattr(module, "weight"):
-                    raise AdapterError(f"adapter targets {name}, which this base model does not have")
-            for name, (a, b) in lora.modules.items():
-                module = modules[name]
-                if hasattr(module, "scales"):  # quantized: keep it and add a LoRA branch
-                    wrapped = LoRALinear.from_base(module, r=lora.rank, scale=lora.scale, dropout=0.0)
-                    wrapped.lora_a, wrapped.lora_b = mx.array(a.T), mx.array(b.T)
-                    parent, _, attr = name.rpartition(".")
-                    setattr(_submodule(self.model, parent), attr, wrapped)
-                    self._wrapped[name] = module
-                    continue
-                delta = lora.delta(name)
-                if tuple(delta.shape) != tuple(module.weight.shape):
-                    raise AdapterError(f"adapter shape {tuple(delta.shape)} for {name} does not match "
-                                       f"the base's {tuple(module.weight.shape)}")
-                self._base[name] = module.weight
-                module.weight = module.weight + mx.array(delta).astype(module.weight.dtype)
-            mx.eval(self.model.parameters())
+        self._swap.apply(self.model, lora)
         self._refresh_head()
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ projected on the two head rows `yes` and `no`, never on the full vocabulary.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -18,6 +20,36 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def auto_dtype(device: str) -> str:
     """bf16 on CUDA (tensor cores), fp32 on CPU and MPS (exact and, on CPU, faster than bf16)."""
     return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+class LoraMerge:
+    """Merges a LoRA into a torch model's linear weights and undoes it (the scorer and the chat
+    generator both serve adapters this way: merged, serving costs nothing extra per token)."""
+
+    def __init__(self) -> None:
+        self._base: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def apply(self, model: torch.nn.Module, lora: LoraWeights | None) -> None:
+        """Serve the base plus `lora` (None: the plain base); replaces any previous adapter."""
+        modules = dict(model.named_modules())
+        for name, weight in self._base.items():  # back to the plain base first
+            modules[name].weight.copy_(weight)
+        self._base.clear()
+        if lora is None:
+            return
+        for name in lora.modules:
+            module = modules.get(name)
+            if module is None or not hasattr(module, "weight"):
+                raise AdapterError(f"adapter targets {name}, which this base model does not have")
+            delta = lora.delta(name)
+            if tuple(delta.shape) != tuple(module.weight.shape):
+                raise AdapterError(f"adapter shape {tuple(delta.shape)} for {name} does not match "
+                                   f"the base's {tuple(module.weight.shape)}")
+        for name in lora.modules:
+            weight = modules[name].weight
+            self._base[name] = weight.detach().clone()
+            weight.add_(torch.from_numpy(lora.delta(name)).to(weight.device, weight.dtype))
 
 
 class TorchEngine:
@@ -39,7 +71,9 @@ class TorchEngine:
         ).to(device).eval()
         self.answer_ids = list(answer_ids)
         self.pad_id = pad_id
-        self._base: dict[str, torch.Tensor] = {}
+        self._merge = LoraMerge()
+        self._weights_version = 0
+        self._cached_prefix: tuple[tuple, object] | None = None
         self._refresh_head()
 
     def _refresh_head(self) -> None:
@@ -60,25 +94,41 @@ class TorchEngine:
         logits = last @ self._head_rows.T
         return (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
+    def logodds_prefixed(self, prefix: list[int], tails: list[list[int]]) -> np.ndarray:
+        """Like logodds(prefix + tail for each tail), running the shared prefix only once.
+
+        The prefix's key/value cache is computed once per query and repeated across the batch, so
+        the per-document cost covers only the document and the suffix (about a third less work
+        for typical passages, since the system prompt, instruction and query come first).
+        """
+        if not tails:
+            return np.zeros(0)
+        batch, longest = len(tails), max(len(t) for t in tails)
+        ids = torch.full((batch, longest), self.pad_id, dtype=torch.long)
+        for i, tail in enumerate(tails):
+            ids[i, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+        cache = copy.deepcopy(self._prefix_cache(prefix))
+        cache.batch_repeat_interleave(batch)
+        positions = torch.arange(len(prefix), len(prefix) + longest, device=self.device).expand(batch, -1)
+        hidden = self.model.model(input_ids=ids.to(self.device), past_key_values=cache, position_ids=positions,
+                                  use_cache=True).last_hidden_state
+        lengths = torch.tensor([len(t) for t in tails], device=self.device)
+        last = hidden[torch.arange(batch, device=self.device), lengths - 1].float()
+        logits = last @ self._head_rows.T
+        return (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
+
+    def _prefix_cache(self, prefix: list[int]):
+        """The key/value cache of `prefix` (one row), memoised for the most recent prefix."""
+        key = (tuple(prefix), self._weights_version)
+        if self._cached_prefix is None or self._cached_prefix[0] != key:
+            ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
+            self._cached_prefix = (key, self.model.model(input_ids=ids, use_cache=True).past_key_values)
+        return self._cached_prefix[1]
+
     def apply_lora(self, lora: LoraWeights | None) -> None:
-        modules = dict(self.model.named_modules())
-        for name, weight in self._base.items():  # back to the plain base first
-            modules[name].weight.copy_(weight)
-        self._base.clear()
-        if lora is not None:
-            for name in lora.modules:
-                module = modules.get(name)
-                if module is None or not hasattr(module, "weight"):
-                    raise AdapterError(f"adapter targets {name}, which this base model does not have")
-                delta = torch.from_numpy(lora.delta(name))
-                if tuple(delta.shape) != tuple(module.weight.shape):
-                    raise AdapterError(f"adapter shape {tuple(delta.shape)} for {name} does not match "
-                                       f"the base's {tuple(module.weight.shape)}")
-            for name in lora.modules:  # merge: serving costs nothing extra per token
-                weight = modules[name].weight
-                self._base[name] = weight.detach().clone()
-                weight.add_(torch.from_numpy(lora.delta(name)).to(weight.device, weight.dtype))
+        self._weights_version += 1  # a cached prefix computed with the old weights is stale
+        self._merge.apply(self.model, lora)
         self._refresh_head()
 
     def close(self) -> None:

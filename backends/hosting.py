@@ -1,0 +1,144 @@
+"""What every served model shares: lazy load, active-adapter hot reload, idle unload, one lock.
+
+`AdapterHost` keeps one loaded model (a reranker, a chat generator) that follows an active adapter
+folder. All heavy work (loading, applying adapters, closing) runs in threads via `asyncio.to_thread`,
+so the event loop never stalls. One asyncio lock guards the model: a request holds it while it
+runs, and reload and unload take it too, so neither can happen in the middle of a request.
+Subclasses say how to load, apply an adapter folder (None: the plain base) and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from backends.adapters import AdapterError, manifest_fingerprint
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
+
+
+class AdapterHost(Generic[M]):
+    """A lazily loaded model that serves the active adapter folder and unloads when idle."""
+
+    def __init__(self, active_adapter: Path | None = None, reload_check_s: float = 2.0, idle_unload_s: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.active_adapter = active_adapter
+        self.reload_check_s = reload_check_s
+        self.idle_unload_s = idle_unload_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._model: M | None = None
+        self._serving_fingerprint: str | None = None
+        self._rejected_fingerprint: str | None = None
+        self._last_check = float("-inf")
+        self._last_used = clock()
+        self.in_flight = 0
+        self.loads = 0
+        self.unloads = 0
+        self.last_adapter_error: str | None = None
+        self.last_load_seconds = 0.0
+
+    # -- what a model kind defines (all run in a worker thread) ---------------------------------
+    def _load(self) -> M:
+        raise NotImplementedError
+
+    def _apply_adapter(self, model: M, folder: Path | None) -> None:
+        """Serve `folder` (verified and checked for compatibility) or the plain base; raise AdapterError."""
+        raise NotImplementedError
+
+    def _close_model(self, model: M) -> None:
+        raise NotImplementedError
+
+    # -- shared machinery ----------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def adapter_fingerprint(self) -> str | None:
+        return self._serving_fingerprint
+
+    @contextlib.asynccontextmanager
+    async def _using(self) -> AsyncIterator[M]:
+        """Hold the model for one request: loaded, on the current adapter, not unloaded meanwhile."""
+        self.in_flight += 1
+        try:
+            async with self._lock:
+                self.last_load_seconds = await self._ensure_loaded()
+                await self._maybe_reload_adapter()
+                assert self._model is not None
+                yield self._model
+        finally:
+            self.in_flight -= 1
+            self._last_used = self._clock()
+
+    async def _ensure_loaded(self) -> float:
+        if self._model is not None:
+            return 0.0
+        start = time.perf_counter()
+        self._model = await asyncio.to_thread(self._load)
+        self.loads += 1
+        self._serving_fingerprint = None
+        self._last_check = float("-inf")
+        return time.perf_counter() - start
+
+    async def _maybe_reload_adapter(self) -> None:
+        """At most every reload_check_s, swap in a changed, complete, compatible active adapter."""
+        now = self._clock()
+        if self.active_adapter is None or now - self._last_check < self.reload_check_s:
+            return
+        self._last_check = now
+        if self.active_adapter.exists():
+            fingerprint = manifest_fingerprint(self.active_adapter)
+            if fingerprint is None:  # folder there but no manifest yet: still being written
+                return
+            folder: Path | None = self.active_adapter
+        else:  # no active adapter (never promoted, or rolled back to the base)
+            fingerprint, folder = None, None
+        if fingerprint == self._serving_fingerprint or (fingerprint and fingerprint == self._rejected_fingerprint):
+            return
+        model = self._model
+        assert model is not None
+        try:
+            await asyncio.to_thread(self._apply_adapter, model, folder)
+        except (AdapterError, OSError) as exc:
+            # A half-written or foreign adapter: keep serving the previous one. Once the manifest
+            # changes again (the writer finished), the next check retries it.
+            self.last_adapter_error = str(exc)
+            self._rejected_fingerprint = fingerprint
+            log.warning("ignoring active adapter: %s", exc)
+            return
+        self._serving_fingerprint = fingerprint
+        self._rejected_fingerprint = None
+        self.last_adapter_error = None
+
+    async def unload_if_idle(self) -> bool:
+        """Unload the model if no request is in flight and it has been idle long enough."""
+        if self._model is None or self.in_flight or self._clock() - self._last_used < self.idle_unload_s:
+            return False
+        async with self._lock:
+            if self._model is None or self.in_flight or self._clock() - self._last_used < self.idle_unload_s:
+                return False
+            model, self._model = self._model, None
+            self._serving_fingerprint = None
+            await asyncio.to_thread(self._close_model, model)
+            self.unloads += 1
+            return True
+
+    async def run_idle_reaper(self, every_s: float = 5.0) -> None:
+        """Background task: check for idleness every `every_s` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(every_s)
+            await self.unload_if_idle()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._model is not None:
+                model, self._model = self._model, None
+                await asyncio.to_thread(self._close_model, model)
