@@ -1,5 +1,7 @@
 """Headless training (`ragweld-tui --run config.toml [--resume RUN_ID]`), `promote` and `rollback`.
 
+`--run` trains what `[train].kind` says: a reranker, or the agent (chat LoRA) as in `agent.toml`.
+
 Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled (Ctrl-C stops cooperatively after the
 current step; the run is recorded as cancelled, never left running).
 """
@@ -76,18 +78,24 @@ class ProgressPrinter:
             print(text, file=self.stream, flush=True)
 
 
+def _num(value: float, sign: str = "") -> str:
+    """Four decimals, or four significant digits for values too large for a column (perplexity)."""
+    return f"{value:{sign}.4g}" if abs(value) >= 1e5 else f"{value:{sign}.4f}"
+
+
 def print_outcome(outcome) -> None:
     if outcome.error:
         print(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"\nrun {outcome.run_id}: {outcome.status} after {outcome.steps} steps in {outcome.wall_s:.1f}s "
           f"({outcome.tokens_per_s:,.0f} training tokens/s)")
     if outcome.baseline:
-        print(f"{'metric':<10} {'base':>8} {'tuned':>8} {'delta':>8}")
+        print(f"{'metric':<12} {'base':>10} {'tuned':>10} {'delta':>10}")
         for name, base in outcome.baseline.items():
             tuned = outcome.best.get(name)
             mark = " *" if name == outcome.primary_metric else ""
-            tuned_text = f"{tuned:>8.4f} {tuned - base:>+8.4f}" if tuned is not None else f"{'-':>8} {'-':>8}"
-            print(f"{name:<10} {base:>8.4f} {tuned_text}{mark}")
+            tuned_text = (f"{_num(tuned):>10} {_num(tuned - base, '+'):>10}" if tuned is not None
+                          else f"{'-':>10} {'-':>10}")
+            print(f"{name:<12} {_num(base):>10} {tuned_text}{mark}")
         print(f"(* primary metric; best at step {outcome.best_step})")
     if outcome.decision is not None:
         verdict = "PROMOTED" if outcome.decision.promote else "not promoted"
@@ -96,14 +104,11 @@ def print_outcome(outcome) -> None:
 
 async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     from trainers.errors import DataError
-    from trainers.reranker_run import run_reranker
-    from trainers.run_plan import RunPlan
+    from trainers.run_loop import prepare_plan, run_training
 
-    if config.train.kind != "reranker":
-        raise UserError(f"[train].kind = {config.train.kind!r}: only 'reranker' runs are available in this version")
     with user_errors():
         try:
-            plan = await asyncio.to_thread(RunPlan.prepare, config)
+            plan = await asyncio.to_thread(prepare_plan, config)
         except (DataError, ValueError) as exc:
             raise UserError(str(exc)) from None
     cancel = threading.Event()
@@ -113,20 +118,22 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
         loop.add_signal_handler(signal.SIGTERM, cancel.set)
     async with open_store(args, config) as store:
         if args.resume:
-            await _check_resumable(store, args.resume)
-        outcome = await run_reranker(config, store, cancel, resume_run_id=args.resume, plan=plan,
+            await _check_resumable(store, args.resume, config.train.kind)
+        outcome = await run_training(config, store, plan, cancel, resume_run_id=args.resume,
                                      on_progress=ProgressPrinter())
     print_outcome(outcome)
     return EXIT_CODES.get(outcome.status, 1)
 
 
-async def _check_resumable(store, run_id: str) -> None:
+async def _check_resumable(store, run_id: str, kind: str) -> None:
     from store import StoreError
 
     try:
         run = await store.get_run(run_id)
     except StoreError as exc:
         raise UserError(str(exc)) from None
+    if run.kind != kind:
+        raise UserError(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
     if run.status != "interrupted":
         raise UserError(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
 

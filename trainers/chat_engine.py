@@ -1,0 +1,102 @@
+"""The chat (causal LM) training engine protocol, its batch type, the reference loss and the factory.
+
+A chat engine is the shared LoRA core (`trainers.lora_torch` / `trainers.lora_mlx`) with a
+next-token cross-entropy summed over the target tokens of each row — the assistant tokens that
+`backends.chat_template.encode_chat` marked. Only target positions are projected on the vocabulary:
+the hidden states are gathered first, so a 151k-token head never produces logits for prompt tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from backends.adapters import LoraWeights
+from trainers.engine_base import StepStats
+
+if TYPE_CHECKING:
+    from ragweld_tui.config import LoraConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class ChatBatch:
+    """Token rows and, per row, which tokens are loss targets (predicted from the previous token)."""
+
+    rows: list[list[int]]
+    targets: list[list[bool]]
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != len(self.targets) or any(len(r) != len(t) for r, t in zip(self.rows, self.targets)):
+            raise ValueError("a chat batch needs one target flag per token")
+        if not self.rows or any(len(r) == 0 for r in self.rows):
+            raise ValueError("every row needs at least one token")
+
+    def num_targets(self) -> int:
+        return sum(sum(t[1:]) for t in self.targets)
+
+    def num_tokens(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def arrays(self, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Right-padded ids (B, T), the flat index b·T + t−1 of the position predicting each target,
+        and the target ids."""
+        width = max(len(r) for r in self.rows)
+        ids = np.full((len(self.rows), width), pad_id, dtype=np.int64)
+        src, tgt = [], []
+        for b, (row, flags) in enumerate(zip(self.rows, self.targets)):
+            ids[b, :len(row)] = row
+            for t in range(1, len(row)):
+                if flags[t]:
+                    src.append(b * width + t - 1)
+                    tgt.append(row[t])
+        return ids, np.asarray(src, dtype=np.int64), np.asarray(tgt, dtype=np.int64)
+
+
+def reference_nll_sum(logits: np.ndarray, batch: ChatBatch) -> float:
+    """Σ −log p(target) from full (B, T, V) logits in float64: the check for the engines' gathered loss."""
+    _, src, tgt = batch.arrays(0)
+    flat = np.asarray(logits, np.float64).reshape(-1, logits.shape[-1])[src]
+    top = flat.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(flat - top).sum(axis=1))
+    return float(np.sum(lse - flat[np.arange(len(tgt)), tgt]))
+
+
+class ChatTrainEngine(Protocol):
+    """A base causal LM with trainable LoRA layers, trained on next-token loss of assistant tokens."""
+
+    backend: str
+    step: int
+
+    def train_step(self, micro_batches: list[ChatBatch]) -> StepStats:
+        """One AdamW update from all micro-batches; the loss is the mean over all their target tokens."""
+        ...
+
+    def nll(self, batch: ChatBatch) -> tuple[float, int]:
+        """(Σ −log p over the batch's targets, number of targets) with the current adapter, no dropout."""
+        ...
+
+    def lora_weights(self) -> LoraWeights: ...
+
+    def trainable_vector(self) -> np.ndarray: ...
+
+    def save_state(self, folder: Path) -> None: ...
+
+    def load_state(self, folder: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_chat_engine(backend: str, model_dir: Path, lora: LoraConfig, train: TrainConfig, pad_id: int, *,
+                     seed: int | None = None, init_lora: LoraWeights | None = None,
+                     device: str = "cpu") -> ChatTrainEngine:
+    """Build the chat engine of `backend` ("torch" or "mlx"), importing only that framework."""
+    if backend == "torch":
+        from trainers.chat_engine_torch import TorchChatEngine
+        return TorchChatEngine(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device)
+    if backend == "mlx":
+        from trainers.chat_engine_mlx import MlxChatEngine
+        return MlxChatEngine(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device)
+    raise ValueError(f"unknown training backend {backend!r}; expected 'torch' or 'mlx'")

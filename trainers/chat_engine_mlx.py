@@ -1,0 +1,48 @@
+"""MLX chat training engine: the shared MLX LoRA core plus next-token loss on assistant tokens.
+
+Works on float and on 4-bit quantized bases (QLoRA): the head may be tied or separate, float or
+quantized, and is applied only to the gathered target positions.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from backends.mlx_thread import pinned
+from trainers.chat_engine import ChatBatch
+from trainers.lora_mlx import MlxLoraEngine
+
+EVAL_CHUNK = 1024
+
+
+class MlxChatEngine(MlxLoraEngine):
+    """Trains an mlx-lm LoRA adapter with cross-entropy over target tokens."""
+
+    def _examples(self, batch: ChatBatch) -> int:
+        return batch.num_targets()
+
+    def _inputs(self, batch: ChatBatch) -> tuple:
+        ids, src, tgt = batch.arrays(self.pad_id)
+        return mx.array(ids.astype(np.int32)), mx.array(src.astype(np.int32)), mx.array(tgt.astype(np.int32))
+
+    def _gather(self, ids: mx.array, src: mx.array) -> mx.array:
+        hidden = self.model.model(ids)
+        return hidden.reshape(-1, hidden.shape[-1])[src]
+
+    def _loss_sum(self, ids: mx.array, src: mx.array, tgt: mx.array) -> mx.array:
+        logits = self._head_logits(self._gather(ids, src)).astype(mx.float32)
+        return nn.losses.cross_entropy(logits, tgt, reduction="sum")
+
+    @pinned
+    def nll(self, batch: ChatBatch) -> tuple[float, int]:
+        self.model.eval()
+        ids, src, tgt = self._inputs(batch)
+        picked = self._gather(ids, src)
+        total = 0.0
+        for i in range(0, tgt.shape[0], EVAL_CHUNK):
+            logits = self._head_logits(picked[i:i + EVAL_CHUNK]).astype(mx.float32)
+            part = nn.losses.cross_entropy(logits, tgt[i:i + EVAL_CHUNK], reduction="sum")
+            total += float(part)
+        return total, int(tgt.shape[0])
