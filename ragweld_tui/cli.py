@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ragweld_tui.errors import UserError
 
-COMMAND_MODULES = ("score", "backends", "runs", "train")
+COMMAND_MODULES = ("score", "backends", "runs", "train", "chat")
 
 
 def build_parser() -> argparse.ArgumentParser:
