@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import TAUGHT, teach_adapter
+from tests.agent.helpers import OTHER, TAUGHT, one_thread, teach_adapter
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread():
+    """The agent tests run torch on one thread (see `helpers.one_thread`); restored afterwards."""
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +58,9 @@ def quantized_dir(chat_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def taught_adapter(chat_model_dir: Path, chat_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An agent adapter (manifest and all) that makes the tiny model answer TAUGHT's question exactly."""
     return teach_adapter(chat_model_dir, chat_tokenizer, TAUGHT, tmp_path_factory.mktemp("taught") / "adapter")
+
+
+@pytest.fixture(scope="session")
+def other_adapter(chat_model_dir: Path, chat_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second agent adapter that gives the same question another answer (OTHER)."""
+    return teach_adapter(chat_model_dir, chat_tokenizer, OTHER, tmp_path_factory.mktemp("other") / "adapter")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.trainers.run_helpers import REPO, run_cli, store_runs
+from tests.trainers.run_helpers import REPO, store_runs
 
-__all__ = ["REPO", "TAUGHT", "OTHER", "run_cli", "store_runs", "teach_adapter", "write_agent_config", "chats"]
+__all__ = ["REPO", "TAUGHT", "OTHER", "agent_cli", "one_thread", "store_runs", "teach_adapter", "write_agent_config",
+           "chats"]
 
 TAUGHT = [{"role": "user", "content": "Where is the Eiffel tower?"},
           {"role": "assistant", "content": "The Eiffel tower is in Paris."}]
@@ -28,6 +34,26 @@ def chats() -> list[list[dict[str, str]]]:
     ]
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a while: at this size a second thread only adds OpenMP spin-waits,
+    which on a busy 2-core box cost seconds per step."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def agent_cli(*args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m ragweld_tui.cli ARGS` with one OpenMP thread (see `one_thread`)."""
+    return subprocess.run([sys.executable, "-m", "ragweld_tui.cli", *args], capture_output=True, text=True, input=stdin,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=timeout, cwd=REPO)
+
+
 def teach_adapter(model_dir: Path, tokenizer, conversation: list[dict[str, str]], dest: Path, steps: int = 40) -> Path:
     """Train a PyTorch LoRA until the model says the conversation's reply; write it as an agent adapter."""
     from backends.chat_template import chat_template_fingerprint, encode_chat
@@ -40,8 +66,9 @@ def teach_adapter(model_dir: Path, tokenizer, conversation: list[dict[str, str]]
     train = TrainConfig(kind="agent", primary_metric="eval_loss", learning_rate=2e-2, warmup_steps=2, max_steps=steps)
     engine = TorchChatEngine(model_dir, LoraConfig(rank=8, alpha=16.0), train, tokenizer.pad_token_id)
     batch = to_batch([encode_chat(tokenizer, conversation)])
-    for _ in range(steps):
-        engine.train_step([batch])
+    with one_thread():
+        for _ in range(steps):
+            engine.train_step([batch])
     write_adapter_folder(dest, engine.lora_weights(), backend="torch", num_layers=2, base_model=str(model_dir),
                          base_fingerprint=base_fingerprint(model_dir), template_fingerprint=chat_template_fingerprint(),
                          dataset_fingerprint="taught", kind="agent", run_id="taught", metrics={"eval_loss": 0.0})

@@ -17,17 +17,6 @@ from trainers.chat_engine import ChatBatch, make_chat_engine, reference_nll_sum
 from trainers.engine_base import default_lora_init
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Matmuls this small gain nothing from a second thread; a busy 2-core box only loses time."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def batch(chat_tokenizer) -> ChatBatch:
     return to_batch([encode_chat(chat_tokenizer, c) for c in chats()])
