@@ -120,7 +120,9 @@ class Reranker:
         out = np.empty(len(tails))
         stats = ScoreStats(pairs=len(tails), real_tokens=sum(lengths))
         start = time.perf_counter()
-        for batch in token_budget_batches(lengths, self.settings.token_budget, self.settings.max_batch_size):
+        # Batch by tail length: the head is computed once, so only the tails' padding costs compute.
+        tail_lengths = [len(t) for t in tails]
+        for batch in token_budget_batches(tail_lengths, self.settings.token_budget, self.settings.max_batch_size):
             out[batch] = self.engine.logodds_prefixed(head, [tails[i] for i in batch])
             stats.padded_tokens += max(lengths[i] for i in batch) * len(batch)
             stats.batches += 1
