@@ -49,7 +49,8 @@ class RagweldApp(App[None]):
 
     selected_run: reactive[str | None] = reactive(None)
 
-    def __init__(self, config: AppConfig, db_path: Path, *, runs_root: Path | None = None, config_path: str | None = None,
+    def __init__(self, config: AppConfig, db_path: Path, *, runs_root: Path | None = None,
+                 config_path: str | None = None,
                  poll_interval_s: float = 0.5, clock: Callable[[], float] = time.time,
                  probe_lag: bool = True) -> None:
         super().__init__()
@@ -207,7 +208,8 @@ class RagweldApp(App[None]):
         except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return
-        self.post_message(ActionDone(("Rolled back: " if ok else "Rollback refused: ") + text, "information" if ok else "warning"))
+        verdict = "Rolled back: " if ok else "Rollback refused: "
+        self.post_message(ActionDone(verdict + text, "information" if ok else "warning"))
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run from the store (refused for running and promoted runs)."""

@@ -222,7 +222,7 @@ CHART_KEYS: dict[str, tuple[str, ...]] = {
 def resolve_chart_keys(available: Iterable[str], primary: str | None) -> dict[str, str]:
     """Map HUD chart roles (loss, eval, lr, grad_norm, tokens) to the metric names a run recorded."""
     names = list(available)
-    out = {role: next(k for k in keys if k in names) for role, keys in CHART_KEYS.items() if any(k in names for k in keys)}
+    out = {role: found for role, keys in CHART_KEYS.items() if (found := next((k for k in keys if k in names), None))}
     evals = [k for k in names if k.startswith("eval/") and "loss" not in k]
     if primary and f"eval/{primary}" in names:
         out["eval"] = f"eval/{primary}"

@@ -90,7 +90,8 @@ class TrainingRegistry:
             event.set()
 
 
-async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry, resume_run_id: str | None = None) -> str:
+async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry,
+                resume_run_id: str | None = None) -> str:
     """Run the reranker trainer in this process; returns the run id when it ends.
 
     The trainer returns its outcome (with `run_id`); a plain id is accepted as well.

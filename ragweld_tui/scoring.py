@@ -101,7 +101,8 @@ class ScorerPair:
         folder = self.adapter_dir()
         wanted = "none" if not self.use_adapter else str(self.adapter or self.config.active_adapter_dir())
         adapter = str(folder) if folder else f"none ({wanted} has no adapter)" if self.use_adapter else "none"
-        return f"model {self.config.model.base} · backend {self.backend or self.config.model.backend} · adapter {adapter}"
+        backend = self.backend or self.config.model.backend
+        return f"model {self.config.model.base} · backend {backend} · adapter {adapter}"
 
     async def _services(self) -> tuple[Any, Any]:
         if self._base is None:
@@ -124,7 +125,8 @@ class ScorerPair:
         base, tuned = await self._services()
         rb = await base.score(query, docs)
         rt = await tuned.score(query, docs) if tuned is not None else None
-        rows = compare_rows(docs, [s.probability for s in rb.scores], None if rt is None else [s.probability for s in rt.scores])
+        tuned_scores = None if rt is None else [s.probability for s in rt.scores]
+        rows = compare_rows(docs, [s.probability for s in rb.scores], tuned_scores)
         info = f"base {rb.stats.seconds * 1000:.0f} ms"
         if rb.load_seconds:
             info += f" (+{rb.load_seconds:.1f} s load)"

@@ -24,6 +24,7 @@ from ragweld_tui.messages import (
 )
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.status_line import StatusLine
 from store import ArtifactRecord, RunStore, StoreError
 
 TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
@@ -61,7 +62,8 @@ def read_json_file(path: Path) -> str | None:
         return text
 
 
-def find_artifact(artifacts: list[ArtifactRecord], kinds: tuple[str, ...], names: tuple[str, ...]) -> ArtifactRecord | None:
+def find_artifact(artifacts: list[ArtifactRecord], kinds: tuple[str, ...],
+                  names: tuple[str, ...]) -> ArtifactRecord | None:
     """The newest artifact of one of `kinds` or whose file name is one of `names`."""
     for artifact in reversed(artifacts):
         if artifact.kind in kinds or Path(artifact.path).name in names:
@@ -105,7 +107,7 @@ class InspectorScreen(Screen[None]):
         self.failed = False
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Run {self.run_id}", id="inspector-title", classes="view-title", markup=False)
+        yield StatusLine(f"Run {self.run_id}", id="inspector-title", classes="view-title")
         with TabbedContent(initial="config", id="tabs"):
             with TabPane("Config", id="config"):
                 yield VerticalScroll(Static("loading…", id="config-text", markup=False))
@@ -118,7 +120,7 @@ class InspectorScreen(Screen[None]):
             with TabPane("Promotion", id="promotion"):
                 yield VerticalScroll(Static("loading…", id="promotion-text", markup=False))
             with TabPane("Events", id="events"):
-                yield Static("", id="events-filter", markup=False)
+                yield StatusLine("", id="events-filter")
                 yield EventLog(id="event-log")
         yield KeyBar()
 
@@ -177,7 +179,7 @@ class InspectorScreen(Screen[None]):
         run = data.run
         log = self.query_one(EventLog)
         log.origin = run.created_at
-        self.query_one("#inspector-title", Static).update(
+        self.query_one("#inspector-title", StatusLine).show(
             f"{run.name} · {run.id} · {run.kind} · {run.status}" + (" · ★ promoted" if run.promoted else ""))
         times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
             [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
@@ -210,7 +212,7 @@ class InspectorScreen(Screen[None]):
 
     def _show_filter(self) -> None:
         level = self.query_one(EventLog).min_level
-        self.query_one("#events-filter", Static).update(f"level ≥ {level}  (l cycles: {' · '.join(LEVELS)})")
+        self.query_one("#events-filter", StatusLine).show(f"level ≥ {level}  (l cycles: {' · '.join(LEVELS)})")
 
     def action_level(self) -> None:
         """Cycle the event log's minimum level and show the Events tab."""

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.screen import Screen
-from textual.widgets import ProgressBar, Static
+from textual.widgets import ProgressBar
 
 from ragweld_tui.format import (
     ema,
@@ -36,10 +36,12 @@ from ragweld_tui.widgets.charts import (
     to_line,
 )
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.status_line import StatusLine
 from store import RunRecord, RunStore, SeriesPoint, StoreError
 
-SERIES_POINTS = 400
+SERIES_POINTS = 240  # ~2 braille dots per column of the widest chart; plotext's cost grows with points
 CHART_IDS = ("chart-loss", "chart-eval", "chart-lr", "chart-grad", "chart-tokens")
+HUD_INTERVAL_S = 1.0  # charts need no more than one refresh a second
 
 
 async def default_run(store: RunStore) -> str | None:
@@ -108,11 +110,11 @@ class MetricsScreen(Screen[None]):
         self._drawn: HudSnapshot | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Metrics", id="hud-title", classes="view-title", markup=False)
-        yield Static("", id="hud-summary", markup=False)
+        yield StatusLine("Metrics", id="hud-title", classes="view-title")
+        yield StatusLine("", id="hud-summary")
         with Horizontal(id="hud-progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="hud-progress")
-            yield Static("", id="hud-eta")
+            yield StatusLine("", id="hud-eta")
         with Grid(id="charts"):
             yield LossChart(id="chart-loss", classes="chart -shown")
             yield EvalChart(id="chart-eval", classes="chart")
@@ -123,7 +125,7 @@ class MetricsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.watch(self.app, "selected_run", lambda _: self.request_refresh(), init=False)
-        self.set_interval(self.app.poll_interval_s, self.request_refresh)  # type: ignore[attr-defined]
+        self.set_interval(max(self.app.poll_interval_s, HUD_INTERVAL_S), self.request_refresh)  # type: ignore[attr-defined]
         self.request_refresh()
 
     def on_screen_resume(self) -> None:
@@ -169,10 +171,11 @@ class MetricsScreen(Screen[None]):
         s = message.snapshot
         run = s.run
         title = "Metrics · no run" if run is None else f"Metrics · {run.name} · {run.id} · {run.status}"
-        self.query_one("#hud-title", Static).update(title)
-        self.query_one("#hud-summary", Static).update(summary_text(s))
+        self.query_one("#hud-title", StatusLine).show(title)
+        self.query_one("#hud-summary", StatusLine).show(summary_text(s))
         self._progress(s)
-        if self._drawn is None or s.series is not self._drawn.series or s.overlay_series is not self._drawn.overlay_series:
+        drawn = self._drawn
+        if drawn is None or s.series is not drawn.series or s.overlay_series is not drawn.overlay_series:
             self._draw_charts(s)
         self._drawn = s
 
@@ -187,9 +190,10 @@ class MetricsScreen(Screen[None]):
             elapsed = run_elapsed(run, s.now)
             eta = (f"ETA {format_elapsed(eta_seconds(elapsed, step, total))}" if run.status == "running"
                    else f"{run.status} in {format_elapsed(elapsed)}")
-        self.query_one("#hud-eta", Static).update(eta)
+        self.query_one("#hud-eta", StatusLine).show(eta)
 
     def _draw_charts(self, s: HudSnapshot) -> None:
+        """Hand each chart its data (each builds its text in a thread; see CachedPlot)."""
         other = s.overlay.name if s.overlay else ""
         o_loss = to_line(s.overlay_series["loss"]) if "loss" in s.overlay_series else None
         o_eval = to_line(s.overlay_series["eval"]) if "eval" in s.overlay_series else None

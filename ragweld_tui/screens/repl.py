@@ -15,7 +15,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Input, RichLog, Static
+from textual.widgets import Input, RichLog
 
 from ragweld_tui.messages import ReplOutput, ScoreDone
 from ragweld_tui.scoring import (
@@ -27,6 +27,7 @@ from ragweld_tui.scoring import (
 )
 from ragweld_tui.widgets.history_input import HistoryInput
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.status_line import StatusLine
 
 BACKENDS = ("auto", "mlx", "torch")
 
@@ -69,7 +70,7 @@ class ReplScreen(Screen[None]):
         self.busy = False
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="repl-status", classes="view-title", markup=False)
+        yield StatusLine("", id="repl-status", classes="view-title")
         yield RichLog(id="transcript", wrap=True, markup=True, auto_scroll=True)
         yield HistoryInput(placeholder="query | doc | doc …   (/help)", id="prompt", compact=True)
         yield KeyBar()
@@ -85,7 +86,7 @@ class ReplScreen(Screen[None]):
         text = f"mode {self.mode} · " + self.scorers.describe()
         if self.docs:
             text += f" · {len(self.docs)} docs"
-        self.query_one("#repl-status", Static).update(text)
+        self.query_one("#repl-status", StatusLine).show(text)
 
     def _say(self, text: str | Table | Text) -> None:
         self.query_one(RichLog).write(text)
@@ -137,7 +138,8 @@ class ReplScreen(Screen[None]):
     async def _set_backend(self, arg: str) -> None:
         assert self.scorers is not None
         if not arg:
-            self._say(f"backend: {self.scorers.backend or self.app.config.model.backend} (choices: {', '.join(BACKENDS)})")  # type: ignore[attr-defined]
+            current = self.scorers.backend or self.scorers.config.model.backend
+            self._say(f"backend: {current} (choices: {', '.join(BACKENDS)})")
             return
         if arg not in BACKENDS:
             self._say(f"[red]backend must be one of {', '.join(BACKENDS)}[/red]")

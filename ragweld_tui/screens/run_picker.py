@@ -29,7 +29,8 @@ class RunPickerScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Static(self.prompt, classes="dialog-title")
             if self.runs:
-                yield OptionList(*[Option(Text(f"{r.name}  {r.id}  {r.status}"), id=r.id) for r in self.runs], id="picker")
+                options = [Option(Text(f"{r.name}  {r.id}  {r.status}"), id=r.id) for r in self.runs]
+                yield OptionList(*options, id="picker")
             else:
                 yield Static("No other runs in the store.")
         yield KeyBar()

@@ -6,7 +6,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from ragweld_tui.format import (
     KIND_FILTERS,
@@ -20,6 +20,7 @@ from ragweld_tui.format import (
 )
 from ragweld_tui.messages import RunsLoaded
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.status_line import StatusLine
 from ragweld_tui.widgets.runs_table import RunsTable
 from store import RunRecord, StoreError
 
@@ -58,9 +59,9 @@ class RunsScreen(Screen[None]):
         self.marked: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="runs-title", classes="view-title", markup=False)
+        yield StatusLine("", id="runs-title", classes="view-title")
         yield RunsTable(id="runs-table")
-        yield Static("", id="run-detail", classes="detail-line", markup=False)
+        yield StatusLine("", id="run-detail", classes="detail-line")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -106,16 +107,17 @@ class RunsScreen(Screen[None]):
                  f" · status {self.status or 'all'}")
         if self.marked:
             title += f" · marked {self.marked[-8:]}"
-        self.query_one("#runs-title", Static).update(title)
+        self.query_one("#runs-title", StatusLine).show(title)
         self._render_detail()
 
     def _render_detail(self) -> None:
         run = self.current_run()
         text = "No runs yet: press n to start one." if run is None else (
             f"{run.name} {run.id} · {run.backend or '—'} · {short_model(run.base_model, 30)} · "
-            f"{run.primary_metric or 'metric'} ({run.goal}) {format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
+            f"{run.primary_metric or 'metric'} ({run.goal}) "
+            f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
             + (f" · {run.error}" if run.error else ""))
-        self.query_one("#run-detail", Static).update(text)
+        self.query_one("#run-detail", StatusLine).show(text)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -18,6 +18,7 @@ from textual.widgets import Static
 from ragweld_tui.messages import TrajectoryArrived
 from ragweld_tui.screens.metrics import default_run
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.status_line import StatusLine
 from ragweld_tui.widgets.trajectory import Point, TrajectoryChart
 from store import StoreError
 
@@ -49,7 +50,7 @@ class ScatterScreen(Screen[None]):
         self.run_id: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Gradient descent", id="scatter-title", classes="view-title", markup=False)
+        yield StatusLine("Gradient descent", id="scatter-title", classes="view-title")
         yield TrajectoryChart(id="trajectory")
         yield Static("s start · * best · @ current · colour: loss (blue low, red high)", id="scatter-legend",
                      classes="detail-line")
@@ -101,8 +102,8 @@ class ScatterScreen(Screen[None]):
         chart = self.query_one(TrajectoryChart)
         run = message.run
         self.run_id = run.id if run else None
-        title = "Gradient descent · no run" if run is None else f"Gradient descent · {run.name} · {run.id} · {run.status}"
-        self.query_one("#scatter-title", Static).update(title)
+        title = "Gradient descent · " + ("no run" if run is None else f"{run.name} · {run.id} · {run.status}")
+        self.query_one("#scatter-title", StatusLine).show(title)
         if message.reset:
             chart.reset("trajectory" if run is None else f"{run.name}")
         if message.reset or message.points:

@@ -1,8 +1,8 @@
 """The metrics HUD charts: one PlotextPlot subclass per chart, each drawing into its own `self.plt`.
 
 Every chart keeps bounded buffers (the store already downsamples with `RunStore.series`, and the
-buffers cap whatever arrives) and redraws with `replot()` = clear → plot → refresh. The global
-`plotext` module is never used.
+buffers cap whatever arrives) and redraws with `replot()` = clear → plot (`draw()`) → refresh; the
+plot text is built in a thread (see `CachedPlot`). The global `plotext` module is never used.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from textual_plotext import PlotextPlot
-
 from ragweld_tui.format import ema
+from ragweld_tui.widgets.cached_plot import CachedPlot
 from store import SeriesPoint
 
 MAX_POINTS = 1000
@@ -30,7 +29,7 @@ def to_line(points: Sequence[SeriesPoint], use_mean: bool = False) -> Line:
     return xs, ys
 
 
-class SeriesChart(PlotextPlot):
+class SeriesChart(CachedPlot):
     """Shared parts of the HUD charts: a title, an empty-state text and bounded line buffers."""
 
     TITLE = "chart"
@@ -52,12 +51,11 @@ class SeriesChart(PlotextPlot):
         self.plt.clear_figure()
         self.plt.title(title if self.main[0] else f"{title} (no data)")
 
-    def replot(self) -> None:
-        """clear → plot → refresh."""
+    def draw(self) -> None:
+        """clear → plot (the base class refreshes and builds off the loop)."""
         self._begin(self.TITLE)
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="cyan")
-        self.refresh()
 
 
 class LossChart(SeriesChart):
@@ -75,14 +73,13 @@ class LossChart(SeriesChart):
         self.smooth = (means[0], ema(means[1], 0.15))
         self.set_data(to_line(points), other, other_label)
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         self._begin(self.TITLE)
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="gray", label="raw")
             self.plt.plot(*self.smooth, marker="braille", color="cyan", label="smoothed")
         if self.other[0]:
             self.plt.plot(*self.other, marker="braille", color="magenta", label=self.other_label or "overlay")
-        self.refresh()
 
 
 class EvalChart(SeriesChart):
@@ -102,7 +99,7 @@ class EvalChart(SeriesChart):
         self.baseline = baseline if baseline is not None and math.isfinite(baseline) else None
         self.set_data(to_line(points), other, other_label)
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         self._begin(f"eval {self.metric}")
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="green", label="tuned")
@@ -112,7 +109,6 @@ class EvalChart(SeriesChart):
                               color="red", label="baseline")
         if self.other[0]:
             self.plt.plot(*self.other, marker="braille", color="magenta", label=self.other_label or "overlay")
-        self.refresh()
 
 
 class LearningRateChart(SeriesChart):
@@ -120,11 +116,10 @@ class LearningRateChart(SeriesChart):
 
     TITLE = "learning rate"
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         self._begin(self.TITLE)
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="yellow")
-        self.refresh()
 
 
 class GradNormChart(SeriesChart):
@@ -132,11 +127,10 @@ class GradNormChart(SeriesChart):
 
     TITLE = "grad norm"
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         self._begin(self.TITLE)
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="orange")
-        self.refresh()
 
 
 class ThroughputChart(SeriesChart):
@@ -144,8 +138,7 @@ class ThroughputChart(SeriesChart):
 
     TITLE = "tokens/s"
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         self._begin(self.TITLE)
         if self.main[0]:
             self.plt.plot(*self.main, marker="braille", color="blue")
-        self.refresh()

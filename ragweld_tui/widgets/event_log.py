@@ -36,7 +36,7 @@ def describe_event(record: EventRecord) -> tuple[str, str]:
         text = " ".join(f"{k}={format_value(v)}" for k, v in event.metrics.items())
         return "info", f"{event.split}: {text}{' (best)' if event.is_best else ''}"
     if isinstance(event, StateEvent):
-        level = "error" if event.status == "failed" else "warning" if event.status in ("cancelled", "interrupted") else "info"
+        level = {"failed": "error", "cancelled": "warning", "interrupted": "warning"}.get(event.status, "info")
         return level, f"→ {event.status}" + (f": {event.reason}" if event.reason else "")
     if isinstance(event, CheckpointEvent):
         return "info", f"checkpoint {event.path} at step {event.step}"

@@ -25,7 +25,9 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool) -> tuple[Tex
     if wide:
         return (mark, run.name[:28], run.id, run.kind, run.backend or "—", short_model(run.base_model, 28), status,
                 metric_cell(run))
-    values = "—" if run.baseline is None and run.best is None else f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
+    values = "—"
+    if run.baseline is not None or run.best is not None:
+        values = f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
     return (mark, run.name[:16], run.id[-8:], run.kind, status, values)
 
 

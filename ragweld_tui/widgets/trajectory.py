@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from textual_plotext import PlotextPlot
+from ragweld_tui.widgets.cached_plot import CachedPlot
 
 Point = tuple[float, float, float]
 
@@ -22,7 +22,7 @@ def loss_color(loss: float, lo: float, hi: float) -> tuple[int, int, int]:
     return (int(40 + 215 * t), int(90 + 60 * (1 - abs(2 * t - 1))), int(255 - 215 * t))
 
 
-class TrajectoryChart(PlotextPlot):
+class TrajectoryChart(CachedPlot):
     """Scatter of the projected weights, coloured by loss, with start/best/current markers."""
 
     def __init__(self, *, max_points: int = 2000, id: str | None = None, classes: str | None = None) -> None:
@@ -56,13 +56,12 @@ class TrajectoryChart(PlotextPlot):
                 self.points = self.points[:1] + self.points[2::2]
         self.replot()
 
-    def replot(self) -> None:
-        """clear → plot → refresh."""
+    def draw(self) -> None:
+        """clear → plot (the base class refreshes and builds off the loop)."""
         plt = self.plt
         plt.clear_figure()
         if not self.points:
             plt.title(f"{self.title} (no telemetry yet)")
-            self.refresh()
             return
         losses = [p[2] for p in self.points]
         lo, hi = min(losses), max(losses)
@@ -73,4 +72,3 @@ class TrajectoryChart(PlotextPlot):
                                             (self.current, "@", "yellow", "current")):
             if point is not None:
                 plt.scatter([point[0]], [point[1]], marker=marker, color=color, label=f"{label} {point[2]:.3g}")
-        self.refresh()
