@@ -33,14 +33,19 @@ def fixed_app(db: Path, config: AppConfig, poll_interval_s: float = MANUAL) -> R
     return make_app(config, db, poll_interval_s=poll_interval_s, clock=lambda: NOW, probe_lag=False)
 
 
-async def settle(pilot, rounds: int = 4) -> None:
-    """Let queued messages and every worker finish (no sleeps: waits on the workers themselves)."""
+async def settle(pilot, rounds: int = 12) -> None:
+    """Let queued messages and the UI's workers finish (no sleeps: waits on the workers themselves).
+
+    A training run's worker lives as long as the run, so it is not waited for.
+    """
     app = pilot.app
     for _ in range(rounds):
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        busy = [w for w in app.workers if w.group != "train"]
+        if busy:  # (an empty list would mean "all workers" to wait_for_complete)
+            await app.workers.wait_for_complete(busy)
         await pilot.pause()
-        if not any(w.is_running for w in app.workers):
+        if not any(w.is_running and w.group != "train" for w in app.workers):
             break
 
 

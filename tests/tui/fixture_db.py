@@ -42,14 +42,17 @@ def training_events(steps: int, lr: float, seed: float, eval_every: int, baselin
     for step in range(1, steps + 1):
         loss = 1.2 * math.exp(-step / (steps / 3)) + 0.25 + 0.04 * math.sin(step * seed)
         rate = lr * min(1.0, step / 10) * (1 - step / (steps + 1))
-        events.append((MetricsEvent(values={"train/loss": loss, "train/lr": rate, "train/grad_norm": 0.5 + 0.3 * math.cos(step / 7),
+        grad = 0.5 + 0.3 * math.cos(step / 7)
+        events.append((MetricsEvent(values={"train/loss": loss, "train/lr": rate, "train/grad_norm": grad,
                                             "train/tokens_per_s": 900 + (step % 13) * 10}), step))
         angle = step / steps * 3 * math.pi
         radius = 1.0 - step / (steps * 1.2)
-        events.append((TelemetryEvent(proj_x=radius * math.cos(angle + seed), proj_y=radius * math.sin(angle + seed), loss=loss), step))
+        x, y = radius * math.cos(angle + seed), radius * math.sin(angle + seed)
+        events.append((TelemetryEvent(proj_x=x, proj_y=y, loss=loss), step))
         if step % eval_every == 0:
             value = baseline + gain * step / steps
-            events.append((EvalEvent(metrics={"mrr@10": value, "ndcg@10": value + 0.05}, split="dev", is_best=True), step))
+            metrics = {"mrr@10": value, "ndcg@10": value + 0.05}
+            events.append((EvalEvent(metrics=metrics, split="dev", is_best=True), step))
             events.append((CheckpointEvent(path=f"checkpoints/step-{step:07d}", step=step), step))
     return events
 
@@ -66,7 +69,8 @@ async def _build(db: Path) -> None:
         await store.set_baseline(a, 0.41)
         await store.set_best(a, 0.47)
         body = json.dumps({"run_id": RUN_A, "base_model": "embedded:tiny-qwen3-reranker", "rank": 8}, sort_keys=True)
-        await store.add_artifact(a, "adapter", "adapter/manifest.json", hashlib.sha256(body.encode()).hexdigest(), len(body))
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        await store.add_artifact(a, "adapter", "adapter/manifest.json", digest, len(body))
         await store.add_artifact(a, "adapter", "adapter/adapter_model.safetensors", "ab" * 32, 1_572_864)
         await store.set_status(a, "completed", reason="best mrr@10 0.4700 at step 120")
         await store.record_promotion(a, None, "improves on the baseline by +0.0600 (≥ epsilon 0.01)")
@@ -106,12 +110,14 @@ async def _build(db: Path) -> None:
                 """UPDATE runs SET id = ?, created_at = ?, started_at = ?, heartbeat_at = ?, owner_pid = NULL,
                    owner_host = NULL, finished_at = CASE WHEN finished_at IS NULL THEN NULL ELSE ? END WHERE id = ?""",
                 (new, created, created + 5, created + 5 + duration, created + 5 + duration, old))
-            conn.execute("UPDATE promotions SET run_id = ?, promoted_at = ? WHERE run_id = ?", (new, created + 900, old))
+            conn.execute("UPDATE promotions SET run_id = ?, promoted_at = ? WHERE run_id = ?",
+                         (new, created + 900, old))
         conn.execute("UPDATE artifacts SET created_at = (SELECT created_at FROM runs WHERE pk = run_pk) + 800")
         conn.execute("UPDATE events SET ts = (SELECT created_at FROM runs WHERE pk = run_pk) + 5 + seq")
     manifest = runs_root / RUN_A / "adapter" / "manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"run_id": RUN_A, "base_model": "embedded:tiny-qwen3-reranker", "rank": 8}, sort_keys=True))
+    manifest.write_text(json.dumps({"run_id": RUN_A, "base_model": "embedded:tiny-qwen3-reranker", "rank": 8},
+                                   sort_keys=True))
 
 
 def build_fixture_db(db: Path) -> Path:

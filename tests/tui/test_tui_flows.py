@@ -232,8 +232,11 @@ async def test_repl_commands_without_a_model(fixture_db: Path, app_config) -> No
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await press(pilot, "4")
+        prompt = app.screen.query_one("#prompt")
+        await pilot.press("/", "h")  # typing goes to the prompt
+        assert prompt.value == "/h"
         for line in ("/help", "/mode agent", "/backend cuda", "/adapter /no/such/dir", "just a query"):
-            await pilot.press(*line)
+            prompt.value = line
             await press(pilot, "enter")
         text = screen_text(app)
         assert "Agent mode is unavailable" in text and "backend must be one of" in text

@@ -53,8 +53,8 @@ def test_sort_by_best_honours_minimize() -> None:
     from store import RunRecord
 
     def run(rid: str, best: float | None, goal: str) -> RunRecord:
-        return RunRecord(id=rid, kind="reranker", name=rid, status="completed", backend=None, base_model=None, config={},
-                         dataset_fingerprint=None, created_at=0.0, started_at=None, finished_at=None,
+        return RunRecord(id=rid, kind="reranker", name=rid, status="completed", backend=None, base_model=None,
+                         config={}, dataset_fingerprint=None, created_at=0.0, started_at=None, finished_at=None,
                          heartbeat_at=None, primary_metric="m", goal=goal, baseline=None, best=best, promoted=False,
                          error=None, owner_pid=None, owner_host=None)
 
