@@ -34,19 +34,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.set_defaults(handler=lambda args: asyncio.run(_chat(args)))
 
 
-def chat_model(config: AppConfig, override: str | None) -> str:
-    """The base to chat with: --model, else an agent config's base, else the embedded chat model."""
+def chat_model(config: AppConfig, override: str | None = None) -> str:
+    """The base to chat with: `override`, else an agent config's base, else the embedded chat model."""
     if override:
         return override
     return config.model.base if config.train.kind == "agent" else EMBEDDED_CHAT
 
 
-def _adapter_path(args: argparse.Namespace, config: AppConfig) -> tuple[Path | None, bool]:
-    """(folder to follow, whether the user named it explicitly)."""
-    if args.adapter is None:
+def make_agent_service(config: AppConfig, adapter: Path | None | str = "active", model: str | None = None,
+                       sampling: dict | None = None):
+    """An `AgentService` for a config: its chat model, the active agent adapter ("active", followed
+    across promotions), a fixed folder, or None (the plain base); [chat] sampling unless overridden.
+
+    The TUI's agent mode and this REPL build their service here. Imports the backends lazily.
+    """
+    from backends.agent_service import AgentService
+    from backends.chat_base import ChatInputError, SamplingParams
+    from backends.generator import GeneratorSettings
+
+    if adapter == "active":
         from trainers.promotion import active_path
 
-        return active_path(config, "agent"), False
+        adapter = active_path(config, "agent")
+    c, given = config.chat, {k: v for k, v in (sampling or {}).items() if v is not None}
+    try:
+        defaults = SamplingParams(given.get("temperature", c.temperature), given.get("top_p", c.top_p),
+                                  given.get("max_tokens", c.max_tokens), given.get("seed"))
+    except ChatInputError as exc:
+        raise UserError(str(exc)) from None
+    settings = GeneratorSettings(chat_model(config, model), config.model.backend, config.model.device,
+                                 config.model.dtype, config.model.trust_remote_code)
+    return AgentService(settings, adapter, reload_check_s=config.serving.reload_check_s,
+                        idle_unload_s=config.serving.idle_unload_s, defaults=defaults)
+
+
+def _adapter_arg(args: argparse.Namespace) -> tuple[Path | None | str, bool]:
+    """(adapter for make_agent_service, whether the user named it explicitly)."""
+    if args.adapter is None:
+        return "active", False
     if args.adapter.lower() == "none":
         return None, True
     folder = Path(args.adapter).expanduser()
@@ -56,23 +81,11 @@ def _adapter_path(args: argparse.Namespace, config: AppConfig) -> tuple[Path | N
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    from backends.agent_service import AgentService
-    from backends.chat_base import ChatInputError, SamplingParams
-    from backends.generator import GeneratorSettings
-
     config = config_from_args(args)
-    folder, explicit = _adapter_path(args, config)
-    c = config.chat
-    try:
-        defaults = SamplingParams(c.temperature if args.temperature is None else args.temperature,
-                                  c.top_p if args.top_p is None else args.top_p,
-                                  c.max_tokens if args.max_tokens is None else args.max_tokens, args.seed)
-    except ChatInputError as exc:
-        raise UserError(str(exc)) from None
-    settings = GeneratorSettings(chat_model(config, args.model), config.model.backend, config.model.device,
-                                 config.model.dtype, config.model.trust_remote_code)
-    service = AgentService(settings, folder, reload_check_s=config.serving.reload_check_s, defaults=defaults)
-    system = args.system if args.system is not None else c.system_prompt
+    adapter, explicit = _adapter_arg(args)
+    service = make_agent_service(config, adapter, args.model, {"temperature": args.temperature, "top_p": args.top_p,
+                                                               "max_tokens": args.max_tokens, "seed": args.seed})
+    system = args.system if args.system is not None else config.chat.system_prompt
     try:
         with user_errors():
             try:
@@ -84,8 +97,8 @@ async def _chat(args: argparse.Namespace) -> int:
                 raise UserError(f"adapter refused: {service.last_adapter_error}")
             print(f"warning: serving the base model; active adapter refused: {service.last_adapter_error}",
                   file=sys.stderr)
-        served = "base model" if service.adapter_fingerprint is None else f"adapter {folder}"
-        print(f"chat with {settings.model} ({served}; {service.backend_reason}). {HELP}", file=sys.stderr)
+        served = "base model" if service.adapter_fingerprint is None else f"adapter {service.active_adapter}"
+        print(f"chat with {service.settings.model} ({served}; {service.backend_reason}). {HELP}", file=sys.stderr)
         await _repl(service, system)
     finally:
         await service.close()
