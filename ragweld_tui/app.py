@@ -198,13 +198,13 @@ class RagweldApp(App[None]):
         self.post_message(ActionDone(("Promoted: " if ok else "Not promoted: ") + text + hint,
                                      "information" if ok else "warning"))
 
-    def rollback_active(self) -> None:
-        """Roll the active adapter back one promotion."""
-        self.run_worker(self._rollback(), group="promote", exit_on_error=False)
+    def rollback_active(self, kind: str = "reranker") -> None:
+        """Roll the active adapter of a kind back one promotion."""
+        self.run_worker(self._rollback(kind), group="promote", exit_on_error=False)
 
-    async def _rollback(self) -> None:
+    async def _rollback(self, kind: str) -> None:
         try:
-            text, ok = await operations.rollback(await self.get_store(), self.config)
+            text, ok = await operations.rollback(await self.get_store(), self.config, kind)
         except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return

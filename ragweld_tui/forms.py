@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ragweld_tui.config import AppConfig, parse_config
+from ragweld_tui.config import AGENT_METRICS, RERANKER_METRICS, AppConfig, parse_config
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class FormField:
 
 
 FORM_FIELDS: tuple[FormField, ...] = (
+    FormField("train", "kind", "Kind", ("reranker", "agent")),
     FormField("train", "name", "Run name"),
     FormField("model", "base", "Base model"),
     FormField("model", "backend", "Backend", ("auto", "mlx", "torch")),
@@ -38,7 +39,7 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("train", "learning_rate", "Learning rate"),
     FormField("lora", "rank", "LoRA rank"),
     FormField("lora", "alpha", "LoRA alpha"),
-    FormField("train", "primary_metric", "Primary metric", ("mrr@10", "ndcg@10", "recall@10", "map", "eval_loss")),
+    FormField("train", "primary_metric", "Primary metric", RERANKER_METRICS + AGENT_METRICS),
     FormField("train", "auto_promote", "Auto promote", ("true", "false")),
 )
 

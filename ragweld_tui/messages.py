@@ -122,6 +122,26 @@ class ScoreDone(Message):
         self.info = info
 
 
+class ChatProgress(Message):
+    """The agent's reply so far (one per generated piece; a newer one replaces a queued older one)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ChatProgress)
+
+
+class ChatDone(Message):
+    """The agent's whole reply, and what it cost."""
+
+    def __init__(self, text: str, info: str) -> None:
+        super().__init__()
+        self.text = text
+        self.info = info
+
+
 class ReplOutput(Message):
     """A line of text (Rich markup) for the REPL transcript."""
 

@@ -21,7 +21,8 @@ from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore
 
-RUN_MODULE = "trainers.reranker_run"
+RUN_MODULE = "trainers.run_loop"  # run_for_config: reranker and agent runs
+RERANKER_MODULE = "trainers.reranker_run"  # run_reranker: the reranker-only entry point, if that is all there is
 PROMOTION_MODULE = "trainers.promotion"
 
 
@@ -92,20 +93,23 @@ class TrainingRegistry:
 
 async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry,
                 resume_run_id: str | None = None) -> str:
-    """Run the reranker trainer in this process; returns the run id when it ends.
+    """Run the trainer of the config's kind in this process; returns the run id when it ends.
 
     The trainer returns its outcome (with `run_id`); a plain id is accepted as well.
     """
-    if config.train.kind != "reranker":
-        raise Unavailable("training the agent is not available yet (only [train].kind = \"reranker\")")
-    module = await load_module(RUN_MODULE, "training")
+    try:
+        run = (await load_module(RUN_MODULE, "training")).run_for_config
+    except Unavailable:
+        if config.train.kind != "reranker":
+            raise Unavailable(f"training [train].kind = {config.train.kind!r} is not available yet") from None
+        run = (await load_module(RERANKER_MODULE, "training")).run_reranker
     cancel = threading.Event()
     if resume_run_id is not None:
         registry.register(resume_run_id, cancel)
     proxy = RecordingStore(store, lambda run_id: registry.register(run_id, cancel))
     registry.active += 1
     try:
-        outcome = await module.run_reranker(config, proxy, cancel, resume_run_id=resume_run_id)
+        outcome = await run(config, proxy, cancel, resume_run_id=resume_run_id)
         return outcome if isinstance(outcome, str) else outcome.run_id
     finally:
         registry.active -= 1

@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragweld_tui.config import AppConfig
+from ragweld_tui.config import EMBEDDED_RERANKER, AppConfig
 
 REPL_HELP = """\
 [b]Reranker mode[/b]: type [i]query | document | document …[/i] and press enter.
   A line without '|' scores the query against the documents you gave last (or set with /docs).
+[b]Agent mode[/b]: type a message; the active agent adapter's reply streams in (ctrl+x stops it).
 /docs A | B | C        set the documents
 /backend [auto|mlx|torch]   show or set the backend (reloads the models)
-/adapter [PATH|active|none] show or set the adapter compared with the base
-/mode [reranker|agent] switch mode (agent chat is not built yet)
+/adapter [PATH|active|none] show or set the adapter compared with the base (reranker mode)
+/mode [reranker|agent] switch mode          /reset  new agent conversation
 /clear                 clear the transcript      /help  this text
 up/down: history · escape: leave the prompt (then 1-4 switch views, ? help)"""
 
-AGENT_UNAVAILABLE = ("Agent mode is unavailable: the agent trainer and streaming chat generation are not built yet, "
-                     "so there is no agent adapter to talk to. Use /mode reranker.")
+
+def rerank_model(config: AppConfig) -> str:
+    """The reranker to score with: a reranker config's base, else the embedded reranker."""
+    return config.model.base if config.train.kind == "reranker" else EMBEDDED_RERANKER
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class ScorerPair:
         wanted = "none" if not self.use_adapter else str(self.adapter or self.config.active_adapter_dir())
         adapter = str(folder) if folder else f"none ({wanted} has no adapter)" if self.use_adapter else "none"
         backend = self.backend or self.config.model.backend
-        return f"model {self.config.model.base} · backend {backend} · adapter {adapter}"
+        return f"model {rerank_model(self.config)} · backend {backend} · adapter {adapter}"
 
     async def _services(self) -> tuple[Any, Any]:
         if self._base is None:
@@ -110,7 +113,7 @@ class ScorerPair:
             scorer = await asyncio.to_thread(importlib.import_module, "backends.scorer")
             cfg = self.config
             settings = scorer.ScorerSettings(
-                model=cfg.model.base, backend=self.backend or cfg.model.backend, device=cfg.model.device,
+                model=rerank_model(cfg), backend=self.backend or cfg.model.backend, device=cfg.model.device,
                 dtype=cfg.model.dtype, instruction=cfg.prompt.instruction, max_length=cfg.prompt.max_length,
                 token_budget=cfg.scoring.token_budget, max_batch_size=cfg.scoring.max_batch_size,
                 trust_remote_code=cfg.model.trust_remote_code)

@@ -1,11 +1,12 @@
-"""The debug prompt (mode `repl`): score a query with the base model and the active adapter side by side.
+"""The debug prompt (mode `repl`): reranker mode scores a query with the base model and the active
+adapter side by side; agent mode chats with the active agent adapter, the reply streaming in.
 
-Agent mode (chat with the active agent adapter, streaming tokens) is not built yet; selecting it
-says so and why. Models load lazily on the first query, in threads, so opening this view is free.
+Models load lazily on the first query, in threads, so opening this view is free.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, RichLog
 
-from ragweld_tui.messages import ReplOutput, ScoreDone
-from ragweld_tui.scoring import (
-    AGENT_UNAVAILABLE,
-    REPL_HELP,
-    ScorerPair,
-    parse_line,
-    split_docs,
-)
+from ragweld_tui.chatting import AgentChat
+from ragweld_tui.messages import ChatDone, ChatProgress, ReplOutput, ScoreDone
+from ragweld_tui.scoring import REPL_HELP, ScorerPair, parse_line, split_docs
 from ragweld_tui.widgets.history_input import HistoryInput
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
@@ -60,6 +56,7 @@ class ReplScreen(Screen[None]):
         Binding("escape", "leave_prompt", "Leave prompt"),
         Binding("i", "focus_prompt", "Prompt", show=False),
         Binding("ctrl+l", "clear", "Clear"),
+        Binding("ctrl+x", "stop_reply", "Stop reply"),
     ]
 
     def __init__(self) -> None:
@@ -67,24 +64,28 @@ class ReplScreen(Screen[None]):
         self.mode = "reranker"
         self.docs: tuple[str, ...] = ()
         self.scorers: ScorerPair | None = None
+        self.chat: AgentChat | None = None
         self.busy = False
+        self.partial = ""
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="repl-status", classes="view-title")
         yield RichLog(id="transcript", wrap=True, markup=True, auto_scroll=True)
+        yield StatusLine("", id="live-reply")
         yield HistoryInput(placeholder="query | doc | doc …   (/help)", id="prompt", compact=True)
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.scorers = ScorerPair(self.app.config)  # type: ignore[attr-defined]
+        self.chat = AgentChat(self.app.config)  # type: ignore[attr-defined]
         self._status()
         self.query_one(RichLog).write("Debug prompt. Type /help for commands.")
         self.query_one(HistoryInput).focus()
 
     def _status(self) -> None:
-        assert self.scorers is not None
-        text = f"mode {self.mode} · " + self.scorers.describe()
-        if self.docs:
+        assert self.scorers is not None and self.chat is not None
+        text = f"mode {self.mode} · " + (self.chat.describe() if self.mode == "agent" else self.scorers.describe())
+        if self.docs and self.mode == "reranker":
             text += f" · {len(self.docs)} docs"
         self.query_one("#repl-status", StatusLine).show(text)
 
@@ -103,12 +104,17 @@ class ReplScreen(Screen[None]):
 
     async def handle_line(self, line: str) -> None:
         """Run one REPL line: a slash command, or a query to score."""
-        assert self.scorers is not None
+        assert self.scorers is not None and self.chat is not None
         cmd = parse_line(line)
-        if cmd.name == "help":
+        if self.mode == "agent" and not line.startswith("/"):
+            self._send(line)
+        elif cmd.name == "help":
             self._say(REPL_HELP)
         elif cmd.name == "clear":
             self.action_clear()
+        elif cmd.name == "reset":
+            self.chat.reset()
+            self._say("(new agent conversation)")
         elif cmd.name == "docs":
             self.docs = split_docs(cmd.arg)
             self._say(f"{len(self.docs)} documents set.")
@@ -128,7 +134,8 @@ class ReplScreen(Screen[None]):
         if arg in ("", self.mode):
             self._say(f"mode: {self.mode}")
         elif arg == "agent":
-            self._say(f"[yellow]{AGENT_UNAVAILABLE}[/yellow]")
+            self.mode = "agent"
+            self._say("mode: agent · type a message; the reply streams in (the model loads on the first one)")
         elif arg == "reranker":
             self.mode = "reranker"
             self._say("mode: reranker")
@@ -144,8 +151,10 @@ class ReplScreen(Screen[None]):
         if arg not in BACKENDS:
             self._say(f"[red]backend must be one of {', '.join(BACKENDS)}[/red]")
             return
+        assert self.chat is not None
         await self.scorers.close()
-        self.scorers.backend = arg
+        await self.chat.close()
+        self.scorers.backend = self.chat.backend = arg
         self._say(f"backend: {arg} (models reload on the next query)")
 
     async def _set_adapter(self, arg: str) -> None:
@@ -167,9 +176,6 @@ class ReplScreen(Screen[None]):
         self._say(self.scorers.describe())
 
     def _query(self, query: str, docs: tuple[str, ...]) -> None:
-        if self.mode == "agent":
-            self._say(f"[yellow]{AGENT_UNAVAILABLE}[/yellow]")
-            return
         if docs:
             self.docs = docs
         if not query:
@@ -200,9 +206,63 @@ class ReplScreen(Screen[None]):
         self._say(results_table(message.rows, self.size.width))
         self._say(f"[dim]{message.info}[/dim]")
 
+    def _send(self, text: str) -> None:
+        if self.busy:
+            self._say("[yellow]still busy with the previous request… (ctrl+x stops a reply)[/yellow]")
+            return
+        self.busy, self.partial = True, ""
+        self.query_one("#live-reply", StatusLine).add_class("-active")
+        self._chat(text)
+
+    @work(exclusive=True, group="chat")
+    async def _chat(self, text: str) -> None:
+        """Worker: stream the agent's reply, posting the text so far after every piece."""
+        assert self.chat is not None
+        reply, start, first = "", time.perf_counter(), None
+        try:
+            async for piece in self.chat.stream(text):
+                first = first or time.perf_counter()
+                reply += piece
+                self.post_message(ChatProgress(reply))
+        except Exception as exc:  # no model, a refused adapter, a bad request: show it, keep going
+            self.post_message(ReplOutput(f"[red]chat failed: {type(exc).__name__}: {exc}[/red]", "error"))
+            return
+        end = time.perf_counter()
+        info = f"first piece after {(first or end) - start:.2f} s, reply in {end - start:.2f} s"
+        self.post_message(ChatDone(reply, info))
+
+    @on(ChatProgress)
+    def _chat_progress(self, message: ChatProgress) -> None:
+        if not self.busy:  # a piece that was queued when the reply was stopped
+            return
+        self.partial = message.text
+        self.query_one("#live-reply", StatusLine).show(f"agent> {message.text}")
+
+    @on(ChatDone)
+    def _chat_done(self, message: ChatDone) -> None:
+        self._end_reply()
+        self._say(Text(f"agent> {message.text}"))
+        self._say(f"[dim]{message.info}[/dim]")
+        self._status()
+
+    def _end_reply(self) -> None:
+        self.busy, self.partial = False, ""
+        live = self.query_one("#live-reply", StatusLine)
+        live.show("")
+        live.remove_class("-active")
+
+    def action_stop_reply(self) -> None:
+        """Stop the agent's reply now (what was generated so far stays in the transcript)."""
+        if self.mode != "agent" or not self.busy:
+            return
+        self.workers.cancel_group(self, "chat")
+        partial = self.partial
+        self._end_reply()
+        self._say(Text(f"agent> {partial} [stopped]"))
+
     @on(ReplOutput)
     def _output(self, message: ReplOutput) -> None:
-        self.busy = False
+        self._end_reply()
         self._say(message.text)
 
     def action_leave_prompt(self) -> None:
@@ -220,3 +280,5 @@ class ReplScreen(Screen[None]):
     async def on_unmount(self) -> None:
         if self.scorers is not None:
             await self.scorers.close()
+        if self.chat is not None:
+            await self.chat.close()

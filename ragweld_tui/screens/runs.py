@@ -193,9 +193,11 @@ class RunsScreen(Screen[None]):
                       lambda: self.app.promote_run(run.id, force))  # type: ignore[attr-defined]
 
     def action_rollback(self) -> None:
-        """Roll the active adapter back to the previous promotion."""
-        self._confirm("Roll the active adapter back to the previous promotion?",
-                      self.app.rollback_active)  # type: ignore[attr-defined]
+        """Roll the active adapter of the cursor run's kind back to the previous promotion."""
+        run = self.current_run()
+        kind = run.kind if run is not None else "reranker"
+        self._confirm(f"Roll the active {kind} adapter back to the previous promotion?",
+                      lambda: self.app.rollback_active(kind))  # type: ignore[attr-defined]
 
     def action_delete(self) -> None:
         """Delete the run under the cursor (its files stay on disk)."""

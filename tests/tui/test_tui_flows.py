@@ -235,15 +235,17 @@ async def test_repl_commands_without_a_model(fixture_db: Path, app_config) -> No
         prompt = app.screen.query_one("#prompt")
         await pilot.press("/", "h")  # typing goes to the prompt
         assert prompt.value == "/h"
-        for line in ("/help", "/mode agent", "/backend cuda", "/adapter /no/such/dir", "just a query"):
+        for line in ("/help", "/mode agent", "/reset", "/mode reranker", "/backend cuda", "/adapter /no/such/dir",
+                     "just a query", "/nope"):
             prompt.value = line
             await press(pilot, "enter")
         text = screen_text(app)
-        assert "Agent mode is unavailable" in text and "backend must be one of" in text
+        assert "mode: agent · type a message" in text and "new agent conversation" in text
+        assert "mode reranker" in text and "backend must be one of" in text and "unknown command /nope" in text
         assert "not an adapter folder" in text and "no documents" in text
-        await press(pilot, "up")
+        await press(pilot, "up", "up")
         assert app.screen.query_one("#prompt").value == "just a query"
-        await press(pilot, "up", "down", "down")
+        await press(pilot, "down", "down")
         assert app.screen.query_one("#prompt").value == ""
 
 

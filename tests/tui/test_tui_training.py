@@ -101,3 +101,29 @@ async def test_promote_a_finished_run_and_score_in_the_prompt(tmp_path: Path) ->
         assert "adapter" in text and "rk" in text and "no adapter to compare" not in text
         assert "scoring failed" not in text
         await repl.scorers.close()
+
+
+async def test_agent_mode_streams_a_reply(tmp_path: Path) -> None:
+    config = parse_config({"store": {"path": str(tmp_path / "db.sqlite")},
+                           "serving": {"active_adapter": str(tmp_path / "active" / "reranker")},
+                           "chat": {"max_tokens": 12, "temperature": 0.0}}, "test")
+    app = make_app(config, poll_interval_s=MANUAL)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        repl = app.screen
+        prompt = repl.query_one("#prompt")
+        for line in ("/mode agent", "Hello there"):
+            prompt.value = line
+            await pilot.press("enter")
+            await settle(pilot)
+        text = screen_text(app)
+        assert "mode agent" in text and "embedded:tiny-qwen3-chat" in text
+        assert "agent>" in text and "reply in" in text and "chat failed" not in text, text
+        assert len(repl.chat.history) == 2 and repl.chat.history[0] == {"role": "user", "content": "Hello there"}
+        prompt.value = "/reset"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert repl.chat.history == []
+        await repl.chat.close()

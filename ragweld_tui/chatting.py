@@ -1,0 +1,87 @@
+"""The debug prompt's agent side: a conversation with the active agent adapter, streamed.
+
+`AgentChat` owns one `backends.agent_service.AgentService` (the same service `ragweld-tui chat`
+uses: lazy load in a thread, hot swap on promotion or rollback), created on the first message;
+nothing of `backends` is imported before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragweld_tui.config import EMBEDDED_CHAT, AppConfig
+
+
+def chat_model(config: AppConfig) -> str:
+    """The base to chat with: an agent config's base, else the embedded chat model."""
+    return config.model.base if config.train.kind == "agent" else EMBEDDED_CHAT
+
+
+def agent_adapter_dir(config: AppConfig) -> Path:
+    """Where promotion puts the active agent adapter (beside the reranker's, as trainers.promotion does)."""
+    return config.active_adapter_dir().parent / "agent"
+
+
+@dataclass
+class AgentChat:
+    """One conversation (system prompt from `[chat]`) with the active agent adapter."""
+
+    config: AppConfig
+    backend: str | None = None
+    history: list[dict[str, str]] = field(default_factory=list)
+    _service: Any = field(default=None, repr=False)
+    _clean: Any = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        """One line naming the chat model, backend and adapter."""
+        folder = agent_adapter_dir(self.config)
+        adapter = str(folder) if (folder / "manifest.json").is_file() else f"none ({folder} has no adapter)"
+        if self._service is not None and self._service.last_adapter_error:
+            adapter += f" (refused: {self._service.last_adapter_error})"
+        return (f"model {chat_model(self.config)} · backend {self.backend or self.config.model.backend} · "
+                f"adapter {adapter} · {len(self.history) // 2} turns")
+
+    async def _ensure(self) -> Any:
+        if self._service is None:
+            service = await asyncio.to_thread(importlib.import_module, "backends.agent_service")
+            generator = await asyncio.to_thread(importlib.import_module, "backends.generator")
+            chat_base = await asyncio.to_thread(importlib.import_module, "backends.chat_base")
+            commands = await asyncio.to_thread(importlib.import_module, "ragweld_tui.commands.chat")
+            c, m = self.config.chat, self.config.model
+            settings = generator.GeneratorSettings(chat_model(self.config), self.backend or m.backend, m.device,
+                                                   m.dtype, m.trust_remote_code)
+            defaults = chat_base.SamplingParams(c.temperature, c.top_p, c.max_tokens, None)
+            self._service = service.AgentService(settings, agent_adapter_dir(self.config),
+                                                 reload_check_s=self.config.serving.reload_check_s, defaults=defaults)
+            self._clean = commands.clean_reply
+        return self._service
+
+    async def stream(self, text: str) -> AsyncIterator[str]:
+        """Send a user message; yield the reply as it is generated, then keep both in the history."""
+        service = await self._ensure()
+        system = self.config.chat.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + self.history + [
+            {"role": "user", "content": text}]
+        pieces: list[str] = []
+        async with contextlib.aclosing(service.stream(messages)) as stream:
+            async for piece in stream:
+                pieces.append(piece)
+                yield piece
+        reply = self._clean("".join(pieces))
+        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+
+    def reset(self) -> None:
+        """Start a new conversation."""
+        self.history.clear()
+
+    async def close(self) -> None:
+        """Unload the chat model."""
+        if self._service is not None:
+            await self._service.close()
+            self._service = None
