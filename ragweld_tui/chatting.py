@@ -49,16 +49,13 @@ class AgentChat:
 
     async def _ensure(self) -> Any:
         if self._service is None:
-            service = await asyncio.to_thread(importlib.import_module, "backends.agent_service")
-            generator = await asyncio.to_thread(importlib.import_module, "backends.generator")
-            chat_base = await asyncio.to_thread(importlib.import_module, "backends.chat_base")
+            # `ragweld-tui chat`'s factory, imported and run in a thread (it pulls in the backends).
             commands = await asyncio.to_thread(importlib.import_module, "ragweld_tui.commands.chat")
-            c, m = self.config.chat, self.config.model
-            settings = generator.GeneratorSettings(chat_model(self.config), self.backend or m.backend, m.device,
-                                                   m.dtype, m.trust_remote_code)
-            defaults = chat_base.SamplingParams(c.temperature, c.top_p, c.max_tokens, None)
-            self._service = service.AgentService(settings, agent_adapter_dir(self.config),
-                                                 reload_check_s=self.config.serving.reload_check_s, defaults=defaults)
+            config = self.config
+            if self.backend is not None:
+                config = config.model_copy(deep=True)
+                config.model.backend = self.backend  # type: ignore[assignment]
+            self._service = await asyncio.to_thread(commands.make_agent_service, config)
             self._clean = commands.clean_reply
         return self._service
 
