@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from ragweld_tui.messages import (
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
-from store import ArtifactRecord, RunStore, StoreError
+from store import ArtifactRecord, LogEvent, RunStore, StoreError
 
 TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
 TAIL_BACKLOG = 2000  # events shown when the inspector opens on a long run
 TAIL_PAGES = 5  # pages of 1000 events read per poll, so a burst never stalls one tick
 MAX_FILE_BYTES = 256 * 1024
+# The trainers log their data as "<format> data (<variant>) from <source>: ..." and "<n> train / <m> dev ...".
+DATASET_LINE = re.compile(r"^\w+ data \(.+\) from |.* \d+ train / \d+ dev ")
 
 
 def render_mapping(data: dict[str, Any]) -> str:
@@ -104,6 +107,8 @@ class InspectorScreen(Screen[None]):
         self.run_id = run_id
         self.data: InspectorData | None = None
         self._seq: int | None = None  # last event seq read (worker-owned cursor)
+        self.dataset_lines: list[str] = []  # what the trainer logged about its data
+        self.decision_line: str | None = None  # the gate's verdict the run loop logged
         self.failed = False
 
     def compose(self) -> ComposeResult:
@@ -170,6 +175,17 @@ class InspectorScreen(Screen[None]):
         if log.origin is None and self.data is not None:
             log.origin = self.data.run.created_at
         log.add_records(message.records, message.skipped)
+        found = False
+        for record in message.records:
+            event = record.event
+            if isinstance(event, LogEvent):
+                if DATASET_LINE.match(event.message) and event.message not in self.dataset_lines:
+                    self.dataset_lines.append(event.message)
+                    found = True
+                elif event.message.startswith(("promoted:", "not promoted:")):
+                    self.decision_line, found = event.message, True
+        if found and self.data is not None:
+            self._show_dataset_and_promotion(self.data)
 
     @on(InspectorLoaded)
     def _loaded(self, message: InspectorLoaded) -> None:
@@ -187,19 +203,25 @@ class InspectorScreen(Screen[None]):
         if run.error:
             header += f"\nerror: {run.error}"
         self.query_one("#config-text", Static).update(f"{header}\n\n{render_mapping(run.config)}")
-        data_section = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
-        dataset = f"fingerprint {run.dataset_fingerprint or '—'}\n\n{render_mapping({'data': data_section})}"
-        self.query_one("#dataset-text", Static).update(
-            dataset + ("\n\n" + data.dataset if data.dataset else "\n\n(no dataset summary artifact)"))
         table = self.query_one("#artifacts-table", DataTable)
         table.clear()
         for a in data.artifacts:
             table.add_row(a.kind, a.path, human_bytes(a.bytes), a.sha256[:16] + "…", key=a.path)
         self.query_one("#manifest-text", Static).update(data.manifest or "(no manifest artifact)")
+        self._show_dataset_and_promotion(data)
+
+    def _show_dataset_and_promotion(self, data: InspectorData) -> None:
+        """The Dataset and Promotion tabs: stored facts plus what the run's log said about them."""
+        run = data.run
+        data_section = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+        parts = [f"fingerprint {run.dataset_fingerprint or '—'}", render_mapping({"data": data_section})]
+        parts.append("\n".join(self.dataset_lines) if self.dataset_lines else "(no dataset summary in the run's log)")
+        if data.dataset:
+            parts.append(data.dataset)
+        self.query_one("#dataset-text", Static).update("\n\n".join(parts))
         self.query_one("#promotion-text", Static).update(self._promotion_text(data))
 
-    @staticmethod
-    def _promotion_text(data: InspectorData) -> str:
+    def _promotion_text(self, data: InspectorData) -> str:
         run = data.run
         lines = [f"{run.primary_metric or 'metric'} ({run.goal}): baseline {format_value(run.baseline)} → "
                  f"best {format_value(run.best)}", f"promoted: {'yes (active)' if run.promoted else 'no'}"]
@@ -207,7 +229,12 @@ class InspectorScreen(Screen[None]):
             verb = "promoted" if p.run_id == run.id else f"replaced by {p.run_id}"
             lines.append(f"{utc(p.promoted_at)} {verb}: {p.reason}")
         lines.append("")
-        lines.append(f"decision:\n{data.decision}" if data.decision else "(no promotion decision recorded)")
+        if self.decision_line:
+            lines.append(f"gate at the end of the run: {self.decision_line}")
+        if data.decision:
+            lines.append(f"decision:\n{data.decision}")
+        if not self.decision_line and not data.decision:
+            lines.append("(no promotion decision recorded)")
         return "\n".join(lines)
 
     def _show_filter(self) -> None:

@@ -38,7 +38,9 @@ def run_config(**train: object) -> dict:
 def training_events(steps: int, lr: float, seed: float, eval_every: int, baseline: float, gain: float) -> list:
     """Metrics, telemetry and eval events of a smooth synthetic run."""
     events: list = [(EvalEvent(metrics={"mrr@10": baseline, "ndcg@10": baseline + 0.05}, split="baseline"), 0)]
-    events.append((LogEvent(message="demo data: 16 queries, 128 documents, 64 positives"), None))
+    events.append((LogEvent(message="triplets data (demo) from the bundled demo: 16 queries, 64 positives, "
+                                    "320 negatives"), None))
+    events.append((LogEvent(message="torch on cpu (no GPU found); 12 train / 4 dev queries"), None))
     for step in range(1, steps + 1):
         loss = 1.2 * math.exp(-step / (steps / 3)) + 0.25 + 0.04 * math.sin(step * seed)
         rate = lr * min(1.0, step / 10) * (1 - step / (steps + 1))
@@ -74,6 +76,8 @@ async def _build(db: Path) -> None:
         await store.add_artifact(a, "adapter", "adapter/adapter_model.safetensors", "ab" * 32, 1_572_864)
         await store.set_status(a, "completed", reason="best mrr@10 0.4700 at step 120")
         await store.record_promotion(a, None, "improves on the baseline by +0.0600 (≥ epsilon 0.01)")
+        verdict = LogEvent(message="promoted: improves on the baseline by +0.0600 (≥ epsilon 0.01)")
+        await store.append_events(a, [(verdict, None)])
         ids[a] = (RUN_A, T0, 754.0)
 
         b = await store.create_run("reranker", "cisi-lr-high", "mlx", "embedded:tiny-qwen3-reranker",

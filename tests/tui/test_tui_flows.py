@@ -32,14 +32,16 @@ async def test_open_a_run_in_the_inspector(fixture_db: Path, app_config) -> None
         screen = app.screen
         assert isinstance(screen, InspectorScreen) and screen.run_id == RUN_A
         assert "learning_rate = 0.0002" in screen_text(app)
-        await press(pilot, "right_square_bracket", "right_square_bracket")
+        await press(pilot, "right_square_bracket")
+        assert "16 queries, 64 positives" in screen_text(app) and "12 train / 4 dev" in screen_text(app)
+        await press(pilot, "right_square_bracket")
         assert "adapter/adapter_model.safetensors  1.5 MiB" in screen_text(app)
         await press(pilot, "right_square_bracket")
         assert '"run_id": "r20250101-120000-0000000a"' in screen_text(app)
         await press(pilot, "right_square_bracket")
-        assert "improves on the baseline" in screen_text(app)
+        assert "gate at the end of the run: promoted: improves on the baseline" in screen_text(app)
         log = app.screen.query_one(EventLog)
-        assert len(log.records) == 256  # every event of the run is buffered, whatever the filter
+        assert len(log.records) == 258  # every event of the run is buffered, whatever the filter
         await press(pilot, "l")  # info → warning: only the lifecycle's warnings remain (none for a completed run)
         assert log.min_level == "warning" and "checkpoint" not in screen_text(app)
         await press(pilot, "l", "l")  # error → debug: metrics and telemetry show up
