@@ -260,3 +260,36 @@ async def test_an_unreadable_store_is_reported(tmp_path: Path, app_config) -> No
         assert "cannot open the store" in app.notices[-1]
         await press(pilot, "2", "3", "1")
         assert "No runs yet" in screen_text(app)
+
+
+async def test_quit_with_a_run_training_here_asks_and_cancels_it(fixture_db: Path, app_config, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    cancelled = threading.Event()
+
+    async def fake_train(config, store, registry, resume_run_id=None):
+        flag = threading.Event()
+        registry.register("r20990101-000000-00000000", flag)
+        registry.active += 1
+        try:
+            while not flag.is_set():
+                await asyncio.sleep(0.01)
+            cancelled.set()
+            return "r20990101-000000-00000000"
+        finally:
+            registry.active -= 1
+
+    monkeypatch.setattr(operations, "train", fake_train)
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.start_run(app.config)
+        await pilot.pause()
+        await press(pilot, "q")
+        assert isinstance(app.screen, ConfirmScreen) and "Quit and cancel it?" in screen_text(app)
+        await press(pilot, "n")
+        assert app.is_running and not cancelled.is_set()
+        await pilot.press("q", "y")
+        await app.workers.wait_for_complete()
+    assert cancelled.is_set()
