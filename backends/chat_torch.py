@@ -8,6 +8,7 @@ Adapters are merged into the weights (`LoraMerge`), so a swap costs one weight c
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,18 @@ import torch
 from backends.adapters import LoraWeights
 from backends.chat_base import SamplingParams
 from backends.engine_torch import DTYPES, LoraMerge, auto_dtype
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: str) -> Iterator[None]:
+    """Sample from a generator seeded with `seed`, restoring the process's RNG state afterwards."""
+    if seed is None:
+        yield
+        return
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 class TorchChatEngine:
@@ -60,9 +73,7 @@ class TorchChatEngine:
 
         def generate() -> None:
             try:
-                with torch.inference_mode():
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
+                with torch.inference_mode(), _seeded(params.seed, self.device):
                     self.model.generate(**kwargs)
             except BaseException as exc:  # handed to the consumer below
                 failure.append(exc)

@@ -8,6 +8,7 @@ are verified against their manifest and refused when trained on another base or 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,6 @@ def load_chat_engine(settings: GeneratorSettings, model_dir: Path, tokenizer, st
         from backends.chat_mlx import MlxChatEngine
 
         return MlxChatEngine(model_dir, choice.device, settings.dtype, stop_ids), choice.reason
-    import json
-
     if "quantization" in json.loads((model_dir / "config.json").read_text()):
         raise ChatInputError(f"{settings.model} is an MLX-quantized model; chat with it using backend mlx")
     from backends.chat_torch import TorchChatEngine
