@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -22,7 +21,6 @@ from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore
 
 RUN_MODULE = "trainers.run_loop"  # run_for_config: reranker and agent runs
-RERANKER_MODULE = "trainers.reranker_run"  # run_reranker: the reranker-only entry point, if that is all there is
 PROMOTION_MODULE = "trainers.promotion"
 
 
@@ -38,23 +36,6 @@ async def load_module(name: str, feature: str) -> ModuleType:
         if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
             raise Unavailable(f"{feature} is not available yet ({name} is missing)") from None
         raise
-
-
-class RecordingStore:
-    """A RunStore proxy that reports the id of the run the trainer creates (to wire up cancel)."""
-
-    def __init__(self, store: RunStore, on_created: Callable[[str], None]) -> None:
-        self._store = store
-        self._on_created = on_created
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def create_run(self, *args: Any, **kwargs: Any) -> str:
-        """Create the run in the real store, then report its id."""
-        run_id = await self._store.create_run(*args, **kwargs)
-        self._on_created(run_id)
-        return run_id
 
 
 class TrainingRegistry:
@@ -93,24 +74,14 @@ class TrainingRegistry:
 
 async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry,
                 resume_run_id: str | None = None) -> str:
-    """Run the trainer of the config's kind in this process; returns the run id when it ends.
-
-    The trainer returns its outcome (with `run_id`); a plain id is accepted as well.
-    """
-    try:
-        run = (await load_module(RUN_MODULE, "training")).run_for_config
-    except Unavailable:
-        if config.train.kind != "reranker":
-            raise Unavailable(f"training [train].kind = {config.train.kind!r} is not available yet") from None
-        run = (await load_module(RERANKER_MODULE, "training")).run_reranker
+    """Run the trainer of the config's kind in this process; returns the run id when it ends."""
+    run = (await load_module(RUN_MODULE, "training")).run_for_config
     cancel = threading.Event()
-    if resume_run_id is not None:
-        registry.register(resume_run_id, cancel)
-    proxy = RecordingStore(store, lambda run_id: registry.register(run_id, cancel))
     registry.active += 1
     try:
-        outcome = await run(config, proxy, cancel, resume_run_id=resume_run_id)
-        return outcome if isinstance(outcome, str) else outcome.run_id
+        outcome = await run(config, store, cancel, resume_run_id=resume_run_id,
+                            on_run_created=lambda run_id: registry.register(run_id, cancel))
+        return outcome.run_id
     finally:
         registry.active -= 1
 

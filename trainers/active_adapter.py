@@ -83,11 +83,6 @@ def point_active(active: Path, target: Path | None) -> None:
     _fsync_dir(active.parent)
 
 
-def active_target(active: Path) -> Path | None:
-    """The version folder the active path points to, or None."""
-    return active.resolve() if active.is_symlink() and active.exists() else None
-
-
 def verified_manifest(adapter_dir: Path) -> Manifest | None:
     try:
         return verify_adapter(adapter_dir)

@@ -8,6 +8,8 @@ the store's promotions table; the scorer's hot reload picks the change up.
 
 from __future__ import annotations
 
+import asyncio
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,8 @@ from backends.chat_template import chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
 from ragweld_tui.config import AppConfig
-from store import RunStore
-from trainers.active_adapter import active_target, install_version, point_active, verified_manifest, version_dir
+from store import LogEvent, RunStore
+from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
 
 ADAPTER_SUBDIR = "adapter"
 
@@ -96,7 +98,8 @@ async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = 
     if run.status != "completed":
         return GateDecision(False, [f"run is {run.status}; only completed runs can be promoted"])
     base = config.model.base if config.train.kind == run.kind or not run.base_model else run.base_model
-    serving = base_fingerprint(resolve_model(base))
+    # Resolving may build the embedded model and reads weight files: not on the event loop.
+    serving = await asyncio.to_thread(lambda: base_fingerprint(resolve_model(base)))
     decision = gate(run.best, run.baseline, run.goal, config.train.promote_epsilon, manifest, serving,
                     template_fingerprint_for(run.kind), force)
     if manifest is not None and manifest.kind != run.kind:
@@ -108,14 +111,18 @@ async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = 
 async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
     """Gate, then atomically make the run's adapter the active one and record it in the lineage."""
     decision = await decide(store, config, run_id, force)
+    reasons = "; ".join(decision.reasons)
+    # Every attempt, refused or not, goes to the run's event log: the inspector shows the verdict.
+    await store.append_events(run_id, [LogEvent(level="info" if decision.promote else "warning",
+                                                message=f"{'promoted' if decision.promote else 'not promoted'}: {reasons}")])
     if not decision.promote:
-        raise PromotionRefused("; ".join(decision.reasons))
+        raise PromotionRefused(reasons)
     run = await store.get_run(run_id)
     active = active_path(config, run.kind)
-    target = install_version(run_adapter_dir(store, run_id), active, run_id)
+    target = await asyncio.to_thread(install_version, run_adapter_dir(store, run_id), active, run_id)
     replaced = await store.active_run(run.kind)
-    point_active(active, target)
-    await store.record_promotion(run_id, replaced if replaced != run_id else None, "; ".join(decision.reasons))
+    await asyncio.to_thread(point_active, active, target)
+    await store.record_promotion(run_id, replaced if replaced != run_id else None, reasons)
     return decision
 
 
@@ -130,13 +137,13 @@ async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -
     previous = current.replaced_run_id
     active = active_path(config, kind)
     if previous is None:
-        point_active(active, None)
+        await asyncio.to_thread(point_active, active, None)
         await store.clear_promotion(kind, current.run_id, f"rollback of {current.run_id} to the base model")
         return None
     target = version_dir(active, previous)
     if verified_manifest(target) is None:
         raise PromotionRefused(f"cannot roll back to {previous}: its adapter version {target} is missing or damaged")
-    point_active(active, target)
+    await asyncio.to_thread(point_active, active, target)
     # The replaced run of a rollback is what the restored one replaced at its own promotion.
     earlier = next((p.replaced_run_id for p in reversed(lineage) if p.run_id == previous), None)
     await store.record_promotion(previous, earlier, f"rollback from {current.run_id}")

@@ -131,16 +131,21 @@ def prepare_plan(config: AppConfig) -> TrainingPlan:
 
 async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.Event | None = None,
                          resume_run_id: str | None = None, plan: TrainingPlan | None = None,
-                         on_progress: Callable[[ProgressUpdate], None] | None = None) -> RunOutcome:
+                         on_progress: Callable[[ProgressUpdate], None] | None = None,
+                         on_run_created: Callable[[str], None] | None = None) -> RunOutcome:
     """Prepare the plan of the config's kind (in a thread) and run it."""
     plan = plan or await asyncio.to_thread(prepare_plan, config)
-    return await run_training(config, store, plan, cancel, resume_run_id, on_progress)
+    return await run_training(config, store, plan, cancel, resume_run_id, on_progress, on_run_created)
 
 
 async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, cancel: threading.Event | None = None,
                        resume_run_id: str | None = None,
-                       on_progress: Callable[[ProgressUpdate], None] | None = None) -> RunOutcome:
-    """Run (or resume) a training of any kind; returns the outcome, never leaves the run `running`."""
+                       on_progress: Callable[[ProgressUpdate], None] | None = None,
+                       on_run_created: Callable[[str], None] | None = None) -> RunOutcome:
+    """Run (or resume) a training of any kind; returns the outcome, never leaves the run `running`.
+
+    `on_run_created(run_id)` is called as soon as the run exists, so a UI can offer to cancel it.
+    """
     cancel = cancel or threading.Event()
     metric = plan.primary_metric
     if resume_run_id is None:
@@ -150,6 +155,8 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             primary_metric=metric, goal=METRIC_GOALS[metric])
     else:
         run_id = resume_run_id
+    if on_run_created:
+        on_run_created(run_id)
     outcome = RunOutcome(run_id, "running", metric)
     started = time.perf_counter()
     async with store.writer(run_id) as writer:
@@ -170,9 +177,6 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             outcome.decision = await promote(store, config, run_id)
         except PromotionRefused as exc:
             outcome.decision = GateDecision(False, str(exc).split("; "))
-        async with store.writer(run_id) as writer:
-            verdict = "promoted" if outcome.decision.promote else "not promoted"
-            writer.emit(LogEvent(message=f"{verdict}: {'; '.join(outcome.decision.reasons)}"))
     return outcome
 
 
@@ -198,10 +202,10 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             tracker = _Tracker(**json.loads((checkpoint / TRAINER_STATE).read_text()))
             writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"))
         if (run_dir / ORIGIN).is_file():
-            origin = load_file(str(run_dir / ORIGIN))["origin"]
+            origin = (await asyncio.to_thread(load_file, str(run_dir / ORIGIN)))["origin"]
         else:
             origin = await asyncio.to_thread(engine.trainable_vector)
-            save_file({"origin": origin}, str(run_dir / ORIGIN))
+            await asyncio.to_thread(save_file, {"origin": origin}, str(run_dir / ORIGIN))
         project = Projector(origin, train.seed)
         if not tracker.baseline:
             tracker.baseline = await asyncio.to_thread(plan.evaluate, engine)
@@ -212,7 +216,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
                 outcome.status = "cancelled"
                 await writer.set_status("cancelled", reason=f"cancelled at step {tracker.step}")
                 break
-            micro = plan.batches_for(tracker.step)
+            micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
             stats = await asyncio.to_thread(engine.train_step, micro)
             if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
@@ -270,14 +274,19 @@ async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
     root = run_dir / CHECKPOINTS
     final = root / f"step-{tracker.step:07d}"
     tmp = root / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    await asyncio.to_thread(shutil.rmtree, tmp, True)
     await asyncio.to_thread(engine.save_state, tmp)
-    (tmp / TRAINER_STATE).write_text(json.dumps(asdict(tracker), sort_keys=True))
+    await asyncio.to_thread(_commit_checkpoint, tmp, final, json.dumps(asdict(tracker), sort_keys=True))
+    writer.emit(CheckpointEvent(path=str(final.relative_to(run_dir)), step=tracker.step), step=tracker.step)
+
+
+def _commit_checkpoint(tmp: Path, final: Path, tracker_json: str) -> None:
+    """File work of a checkpoint (off the event loop): tracker, rename into place, prune old ones."""
+    (tmp / TRAINER_STATE).write_text(tracker_json)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    for old in sorted(p for p in root.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
+    for old in sorted(p for p in final.parent.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
-    writer.emit(CheckpointEvent(path=str(final.relative_to(run_dir)), step=tracker.step), step=tracker.step)
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
