@@ -23,7 +23,7 @@ import numpy as np
 
 from trainers.data_model import QueryExample, RerankDataset, make_dataset, unique
 from trainers.errors import DataError
-from trainers.jsonl import id_field, iter_jsonl, string_field
+from trainers.jsonl import id_field, iter_jsonl, iter_text_lines, string_field
 
 HEADER_FIRST_FIELDS = {"query-id", "query_id", "qid"}
 
@@ -88,17 +88,7 @@ def read_qrels(path: Path, queries: dict[str, str], doc_ids: set[str]) -> dict[s
         hint = f"available splits: {', '.join(splits)}" if splits else f"no .tsv files in {folder}"
         raise DataError(f"qrels file not found ({hint}; set data.qrels_split)", path)
     qrels: dict[str, dict[str, float]] = {}
-    try:
-        raw_lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc.strerror or exc})", path) from None
-    for line_no, raw in enumerate(raw_lines, start=1):
-        try:
-            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text ({exc.reason})", path, line_no) from None
-        if not line.strip():
-            continue
+    for line_no, line in iter_text_lines(path):
         fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.split())]
         if line_no == 1 and fields[0].lower() in HEADER_FIRST_FIELDS:
             continue

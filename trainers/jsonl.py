@@ -10,8 +10,8 @@ from typing import Any
 from trainers.errors import DataError
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line; every line must be a JSON object."""
+def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text) for each non-blank line of a UTF-8 file (BOM allowed)."""
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -23,15 +23,20 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"not UTF-8 text ({exc.reason})", path, line_no) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, line_no) from None
-            if not isinstance(obj, dict):
-                raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line_no)
-            yield line_no, obj
+            if line.strip():
+                yield line_no, line
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line; every line must be a JSON object."""
+    for line_no, line in iter_text_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, line_no) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line_no)
+        yield line_no, obj
 
 
 def string_field(obj: dict[str, Any], key: str, path: Path, line: int, *, allow_empty: bool = False) -> str:
