@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,9 @@ from tests.test_service import DOCS, QUERY, random_lora, write_adapter
 
 @pytest.fixture(scope="module")
 def quantized_reranker_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlx_lm.utils import load_model, quantize_model, save_config, save_model
+    from tests.mlx_models import quantize_copy
 
-    model, config = load_model(tiny_model_dir)
-    model, config = quantize_model(model, config, group_size=64, bits=8)
-    dest = tmp_path_factory.mktemp("q8") / "tiny-8bit"
-    dest.mkdir()
-    save_model(dest, model)
-    save_config(config, dest / "config.json")
-    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        shutil.copy(tiny_model_dir / name, dest / name)
-    return dest
+    return quantize_copy(tiny_model_dir, tmp_path_factory.mktemp("q8") / "tiny-8bit", bits=8)
 
 
 def test_quantized_mlx_model_scores_like_fp32(tiny_model_dir: Path, quantized_reranker_dir: Path,

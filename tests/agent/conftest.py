@@ -3,7 +3,6 @@ and an adapter taught one reply (so generation has something definite to say and
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -37,21 +36,10 @@ def chat_tokenizer(chat_model_dir: Path):
 def quantized_dir(chat_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chat model quantized to 4 bits (group size 64 = hidden size) with mlx-lm's utilities."""
     from backends.mlx_thread import mlx_worker
+    from tests.mlx_models import quantize_copy
 
-    def quantize() -> Path:
-        from mlx_lm.utils import load_model, quantize_model, save_config, save_model
-
-        model, config = load_model(chat_model_dir)
-        model, config = quantize_model(model, config, group_size=64, bits=4)
-        dest = tmp_path_factory.mktemp("chat4") / "tiny-chat-4bit"
-        dest.mkdir()
-        save_model(dest, model)
-        save_config(config, dest / "config.json")
-        for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-            shutil.copy(chat_model_dir / name, dest / name)
-        return dest
-
-    return mlx_worker().call(quantize)
+    dest = tmp_path_factory.mktemp("chat4") / "tiny-chat-4bit"
+    return mlx_worker().call(quantize_copy, chat_model_dir, dest, 4)
 
 
 @pytest.fixture(scope="session")
