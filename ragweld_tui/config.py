@@ -95,6 +95,21 @@ class DataConfig(StrictModel):
     bm25_candidates: int = Field(30, ge=2, le=1000)
     max_queries: int | None = Field(None, ge=2)
     seed: int = 0
+    # Mined negatives scoring above this fraction of the lowest judged positive's BM25 score are
+    # likely unjudged positives and are not trained as negatives.
+    false_negative_guard: bool = True
+    false_negative_margin: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class EvalConfig(StrictModel):
+    """How dev queries are evaluated when the data has a corpus (BEIR folders).
+
+    Each dev query is ranked over what the first stage retrieved (its top `first_stage_k`), as in
+    a real two-stage pipeline: a relevant document the first stage missed counts as a miss.
+    """
+
+    first_stage: Literal["bm25"] = "bm25"
+    first_stage_k: int = Field(100, ge=1, le=10000)
 
 
 class LoraConfig(StrictModel):
@@ -137,6 +152,11 @@ class TrainConfig(StrictModel):
     seed: int = 0
     # Agent runs: which assistant turns are learned ("last": earlier replies are masked like prompts).
     train_on: Literal["all", "last"] = "all"
+    # Training alarms (typed events, shown in the HUD, the runs list and --run's output).
+    stop_on_alarm: bool = False
+    alarm_collapse_spread: float = Field(1e-4, ge=0.0)      # std of dev scores (log-odds) under this = collapse
+    alarm_below_baseline_evals: int = Field(3, ge=1)        # this many evaluations in a row under the baseline
+    alarm_divergence_factor: float = Field(3.0, gt=1.0)     # smoothed loss above this × its lowest so far
 
 
 class ChatConfig(StrictModel):
@@ -157,6 +177,7 @@ class AppConfig(StrictModel):
     serving: ServingConfig = ServingConfig()
     store: StoreConfig = StoreConfig()
     data: DataConfig = DataConfig()
+    eval: EvalConfig = EvalConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     chat: ChatConfig = ChatConfig()

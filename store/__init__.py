@@ -16,12 +16,14 @@ from store.errors import (
     WalUnsupportedError,
 )
 from store.events import (
+    AlarmEvent,
     CheckpointEvent,
     EvalEvent,
     Event,
     EventRecord,
     LogEvent,
     MetricsEvent,
+    PromotionEvent,
     StateEvent,
     TelemetryEvent,
 )
@@ -31,6 +33,7 @@ from store.runs import RunStore
 from store.writer import EventWriter
 
 __all__ = [
+    "AlarmEvent",
     "ArtifactRecord",
     "CheckpointEvent",
     "EvalEvent",
@@ -42,6 +45,7 @@ __all__ = [
     "LogEvent",
     "MetricsEvent",
     "NotAStoreError",
+    "PromotionEvent",
     "PromotionRecord",
     "RunNotFoundError",
     "RunRecord",

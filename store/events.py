@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 RunKind = Literal["reranker", "agent"]
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 Goal = Literal["maximize", "minimize"]
-EventType = Literal["metrics", "eval", "telemetry", "log", "state", "checkpoint"]
+EventType = Literal["metrics", "eval", "telemetry", "log", "state", "checkpoint", "alarm", "promotion", "dataset"]
+AlarmKind = Literal["score_collapse", "below_baseline", "loss_divergence"]
 
 RUN_KINDS: tuple[str, ...] = RunKind.__args__  # type: ignore[attr-defined]
 RUN_STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
@@ -39,12 +40,20 @@ class MetricsEvent(_EventBase):
 
 
 class EvalEvent(_EventBase):
-    """An evaluation on held-out data; its metrics are charted under `eval/<name>`."""
+    """An evaluation on held-out data; its metrics are charted under `eval/<name>`.
+
+    `split` says which system was measured on the dev candidates: "first_stage" (the retriever's
+    own order), "baseline" (the base model), "dev" (the adapter being trained) or "serving" (the
+    adapter active when the run ended, `adapter_run_id`). `timing` holds rerank latency per query
+    (p50/p95 ms) and pairs/s; it is kept apart from `metrics` because it is not a ranking quality.
+    """
 
     type: Literal["eval"] = "eval"
     metrics: dict[str, float]
     split: str = "val"
     is_best: bool = False
+    timing: dict[str, float] = Field(default_factory=dict)
+    adapter_run_id: str | None = None
 
 
 class TelemetryEvent(_EventBase):
@@ -80,8 +89,35 @@ class CheckpointEvent(_EventBase):
     step: int
 
 
+class AlarmEvent(_EventBase):
+    """Training looks wrong: every dev score alike (collapse), the dev metric under the baseline for
+    several evaluations, or the loss diverging. `value` is what was measured, `threshold` the limit."""
+
+    type: Literal["alarm"] = "alarm"
+    kind: AlarmKind
+    message: str
+    value: float
+    threshold: float
+
+
+class PromotionEvent(_EventBase):
+    """A promotion verdict on this run: every figure compared, the one it had to beat, the reasons.
+
+    `figures` maps a system ("tuned", "base", "first stage (bm25)", "serving run <id>") to its
+    primary metric on the run's dev candidates; `reference` names the figure the gate compared with.
+    """
+
+    type: Literal["promotion"] = "promotion"
+    promoted: bool
+    forced: bool = False
+    metric: str | None = None
+    figures: dict[str, float] = Field(default_factory=dict)
+    reference: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
 Event = Annotated[
-    MetricsEvent | EvalEvent | TelemetryEvent | LogEvent | StateEvent | CheckpointEvent,
+    MetricsEvent | EvalEvent | TelemetryEvent | LogEvent | StateEvent | CheckpointEvent | AlarmEvent | PromotionEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -109,12 +145,20 @@ def decode_payload(payload: str) -> Event:
     return EVENT_ADAPTER.validate_json(payload)
 
 
+REFERENCE_SPLITS = ("first_stage", "serving")
+
+
 def metric_items(event: Event) -> dict[str, float]:
-    """The chartable scalars an event carries: metrics as named, eval metrics under `eval/`."""
+    """The chartable scalars an event carries: metrics as named, eval metrics under `eval/`.
+
+    The reference systems (first stage, serving adapter) are charted under their own prefix
+    (`first_stage/mrr@10`), so they never join the trained adapter's `eval/` curve.
+    """
     if isinstance(event, MetricsEvent):
         return event.values
     if isinstance(event, EvalEvent):
-        return {f"{EVAL_PREFIX}{name}": value for name, value in event.metrics.items()}
+        prefix = f"{event.split}/" if event.split in REFERENCE_SPLITS else EVAL_PREFIX
+        return {f"{prefix}{name}": value for name, value in event.metrics.items()}
     return {}
 
 

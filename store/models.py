@@ -52,6 +52,11 @@ class RunRecord(BaseModel):
     error: str | None
     owner_pid: int | None
     owner_host: str | None
+    alarm: str | None = None
+    first_stage: float | None = None
+    serving: float | None = None
+    serving_run_id: str | None = None
+    serving_note: str | None = None
 
 
 class ArtifactRecord(BaseModel):
@@ -104,7 +109,7 @@ def run_record_from_row(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
     data["promoted"] = bool(data["promoted"])
-    for key in ("baseline", "best"):
+    for key in ("baseline", "best", "first_stage", "serving"):
         data[key] = from_sql_float(data[key])
     return RunRecord.model_validate(data)
 

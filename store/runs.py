@@ -48,7 +48,8 @@ from store.writer import EventWriter
 DEFAULT_STALE_AFTER_S = 30.0
 _RUN_COLUMNS = (
     "id, kind, name, status, backend, base_model, config, dataset_fingerprint, created_at, started_at, "
-    "finished_at, heartbeat_at, primary_metric, goal, baseline, best, promoted, error, owner_pid, owner_host"
+    "finished_at, heartbeat_at, primary_metric, goal, baseline, best, promoted, error, owner_pid, owner_host, alarm, "
+    "first_stage, serving, serving_run_id, serving_note"
 )
 
 
@@ -254,6 +255,25 @@ class RunStore:
     async def set_promoted(self, run_id: str, promoted: bool) -> None:
         """Set the promoted flag directly; `record_promotion` is what keeps lineage and the flags consistent."""
         await self._update_run(run_id, "promoted", 1 if promoted else 0)
+
+    async def set_first_stage(self, run_id: str, value: float | None) -> None:
+        """The first stage's primary metric on the run's dev candidates (a gate reference)."""
+        await self._update_run(run_id, "first_stage", to_sql_float(None if value is None else float(value)))
+
+    async def set_serving_reference(self, run_id: str, serving_run_id: str | None, value: float | None,
+                                    note: str | None = None) -> None:
+        """The serving adapter's primary metric on the run's dev candidates, or why it was not compared."""
+        validate_run_id(run_id)
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE runs SET serving_run_id = ?, serving = ?, serving_note = ? WHERE id = ?",
+                (serving_run_id, to_sql_float(None if value is None else float(value)), note, run_id))
+            if cursor.rowcount == 0:
+                raise RunNotFoundError(f"no run {run_id} in the store")
+
+    async def set_alarm(self, run_id: str, alarm: str | None) -> None:
+        """The run's latest training alarm (None clears it): what the runs list marks."""
+        await self._update_run(run_id, "alarm", alarm)
 
     async def heartbeat(self, run_id: str) -> None:
         """Tell other processes a running run is alive (EventWriter calls this on its own)."""

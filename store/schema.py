@@ -159,6 +159,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX promotions_kind ON promotions (kind, id)",
         ),
     ),
+    Migration(
+        "0005_alarm_and_verdict_events",
+        (
+            # New typed events (training alarms, promotion verdicts, dataset summaries) widen the
+            # type CHECK; SQLite cannot alter a CHECK, so the events table is rebuilt in place.
+            """CREATE TABLE events_new (
+                run_pk INTEGER NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+                seq INTEGER NOT NULL CHECK (seq > 0),
+                ts REAL NOT NULL,
+                step INTEGER,
+                type TEXT NOT NULL CHECK (type IN ('metrics', 'eval', 'telemetry', 'log', 'state', 'checkpoint',
+                                                   'alarm', 'promotion', 'dataset')),
+                payload TEXT NOT NULL CHECK (json_valid(payload)),
+                PRIMARY KEY (run_pk, seq)
+            ) WITHOUT ROWID""",
+            "INSERT INTO events_new (run_pk, seq, ts, step, type, payload) "
+            "SELECT run_pk, seq, ts, step, type, payload FROM events",
+            "DROP TABLE events",
+            "ALTER TABLE events_new RENAME TO events",
+            # The latest alarm of a run, so the runs list can mark it without reading its events.
+            "ALTER TABLE runs ADD COLUMN alarm TEXT",
+            # What the promotion gate compares a run with besides its baseline: the first stage's
+            # primary metric and the serving adapter's, both measured on the run's dev candidates.
+            "ALTER TABLE runs ADD COLUMN first_stage REAL",
+            "ALTER TABLE runs ADD COLUMN serving REAL",
+            "ALTER TABLE runs ADD COLUMN serving_run_id TEXT",
+            "ALTER TABLE runs ADD COLUMN serving_note TEXT",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS store_migrations (

@@ -24,6 +24,8 @@ from trainers.chat_batches import ChatStream, dev_batches, micro_batches, tokeni
 from trainers.chat_data import ChatDataset, load_chat_dataset, split_chats
 from trainers.chat_engine import ChatBatch, make_chat_engine
 from trainers.errors import DataError
+from trainers.evaluation import Evaluation
+from trainers.serving_check import lora_config_for
 
 
 def is_quantized(model_dir: Path) -> bool:
@@ -116,12 +118,38 @@ class AgentPlan:
     def batches_for(self, step: int) -> list[ChatBatch]:
         return micro_batches(self.train_rows, self.stream.batch(step), self.config.train.grad_accumulation)
 
-    def evaluate(self, engine) -> dict[str, float]:
+    @property
+    def template_fingerprint(self) -> str:
+        return chat_template_fingerprint()
+
+    @property
+    def candidates_note(self) -> str:
+        return f"dev: {len(self.dev_rows)} held-out conversations"
+
+    def evaluate(self, engine) -> Evaluation:
         total, count = 0.0, 0
         for batch in dev_batches(self.dev_rows, self.config.scoring.token_budget, self.config.scoring.max_batch_size):
             nll, n = engine.nll(batch)
             total, count = total + nll, count + n
-        return chat_metrics(total, count)
+        return Evaluation(chat_metrics(total, count))
+
+    def first_stage(self) -> Evaluation | None:
+        """Chat data has no retrieval stage."""
+        return None
+
+    def qrels(self) -> None:
+        """Chat data has no relevance judgments."""
+        return None
+
+    def evaluate_adapter(self, lora: LoraWeights) -> Evaluation:
+        """The dev eval loss of another adapter (the serving one) on this plan's conversations."""
+        engine = make_chat_engine(self.backend, self.model_dir, lora_config_for(lora, self.config.lora),
+                                  self.config.train, self.pad_id, seed=self.config.train.seed, init_lora=lora,
+                                  device=self.device)
+        try:
+            return self.evaluate(engine)
+        finally:
+            engine.close()
 
     def write_adapter(self, folder: Path, lora: LoraWeights, run_id: str, metrics: dict[str, float]) -> None:
         write_adapter_folder(folder, lora, backend=self.backend, num_layers=lora_num_layers(self.model_dir, self.config.lora),

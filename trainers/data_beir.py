@@ -6,12 +6,16 @@ Layout (as published by BEIR):
     queries.jsonl      {"_id", "text"}
     qrels/<split>.tsv  header `query-id corpus-id score`, then one tab-separated judgment a line
 
-Positives are the judged documents with score > 0. Negatives are the top `bm25_candidates` BM25
-hits (the `bm25s` library, English stopwords) for the query text with every judged positive of that
-query removed, by id and by identical text: a judged-relevant document must never be trained as
-irrelevant. Hits with a BM25 score of 0 share no word with the query and are not candidates, so a
-query may get fewer negatives. Positives + negatives are the query's full candidate list for
-evaluation (positives that BM25 missed are included, as in reranking benchmarks).
+Positives are the judged documents with score > 0; grades are kept for graded nDCG. Each query's
+dev candidate list is what the first stage retrieved: the BM25 top `first_stage_k` (the `bm25s`
+library, English stopwords), and nothing else — a relevant document BM25 missed is a miss, as it
+would be in a real two-stage pipeline; metrics still count it through the full qrels.
+
+Training negatives are the best BM25 hits with every judged positive of the query removed, by id
+and by identical text (a judged-relevant document must never be trained as irrelevant), and with
+the false-negative guard: hits scoring above `false_negative_margin` × the lowest judged positive's
+BM25 score are likely relevant-but-unjudged and are skipped (counted in the report). Hits with a
+BM25 score of 0 share no word with the query and are never candidates, so a query may get fewer.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.data_model import QueryExample, RerankDataset, make_dataset, unique
+from trainers.data_model import FirstStage, QueryExample, RerankDataset, make_dataset, unique
 from trainers.errors import DataError
 from trainers.jsonl import id_field, iter_jsonl, iter_text_lines, string_field
 
@@ -110,29 +114,59 @@ def read_qrels(path: Path, queries: dict[str, str], doc_ids: set[str]) -> dict[s
     return qrels
 
 
-def mine_bm25(corpus: Corpus, queries: list[str], k: int) -> list[list[str]]:
-    """Top-k document ids by BM25 for each query, best first; hits with score 0 are left out."""
-    import bm25s  # a few hundred ms to import: only when a BEIR folder is loaded
+class Bm25Index:
+    """BM25 over a corpus (the `bm25s` library, English stopwords), scoring every document per query."""
 
-    tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
-    corpus_tokens = tokenizer.tokenize(corpus.texts, show_progress=False, update_vocab=True, return_as="ids")
-    retriever = bm25s.BM25()
-    retriever.index(corpus_tokens, show_progress=False)
-    # update_vocab=False maps words the corpus never saw to the empty token, which scores 0.
-    query_tokens = tokenizer.tokenize(queries, show_progress=False, update_vocab=False, return_as="ids")
-    k = min(k, len(corpus.ids))
-    indices, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
-    return [[corpus.ids[int(i)] for i, s in zip(row_i, row_s) if s > 0] for row_i, row_s in zip(indices, scores)]
+    def __init__(self, corpus: Corpus) -> None:
+        import bm25s  # a few hundred ms to import: only when a BEIR folder is loaded
+
+        self._tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
+        tokens = self._tokenizer.tokenize(corpus.texts, show_progress=False, update_vocab=True, return_as="ids")
+        self._retriever = bm25s.BM25()
+        self._retriever.index(tokens, show_progress=False)
+        self.size = len(corpus.ids)
+
+    def scores(self, queries: list[str]) -> list[np.ndarray]:
+        """One float32 score per corpus document for each query (0 = no shared word)."""
+        # update_vocab=False maps words the corpus never saw to the empty token, which scores 0.
+        tokens = self._tokenizer.tokenize(queries, show_progress=False, update_vocab=False, return_as="ids")
+        return [self._retriever.get_scores([int(t) for t in row]) if row else np.zeros(self.size, np.float32)
+                for row in tokens]
 
 
-def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30,
-              max_queries: int | None = None) -> RerankDataset:
-    """Load a BEIR folder, mining `bm25_candidates` negatives per judged query (see the module docstring)."""
+def ranked_hits(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the top-k documents by score, best first, ties in corpus order; score-0 hits left out."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [int(i) for i in order if scores[i] > 0]
+
+
+def guarded_negatives(scores: np.ndarray, ranked: list[int], positive_idx: list[int], margin: float | None,
+                      ) -> tuple[list[int], set[int]]:
+    """Split BM25 hits (best first) into safe negatives and possible unjudged positives.
+
+    A hit that scores above `margin` × the lowest positive's BM25 score looks as relevant as a judged
+    positive to the first stage, so it is more likely an unjudged positive than a true negative; it
+    is not trained as one. Positives BM25 gives 0 (no shared word) set no bound; `margin=None`
+    turns the guard off. Returns (kept hits, dropped hits).
+    """
+    positive_scores = [float(scores[i]) for i in positive_idx if scores[i] > 0]
+    if margin is None or not positive_scores:
+        return ranked, set()
+    limit = margin * min(positive_scores)
+    kept = [i for i in ranked if scores[i] <= limit]
+    return kept, set(ranked) - set(kept)
+
+
+def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30, max_queries: int | None = None,
+              first_stage_k: int = 100, false_negative_margin: float | None = 0.95) -> RerankDataset:
+    """Load a BEIR folder: graded judgments, each query's BM25 top `first_stage_k` (the dev candidate
+    list) and up to `bm25_candidates` safe mined negatives for training (see the module docstring)."""
     folder = Path(folder)
     corpus = read_corpus(folder / "corpus.jsonl")
     queries = read_queries(folder / "queries.jsonl")
     qrels = read_qrels(folder / "qrels" / f"{split}.tsv", queries, set(corpus.ids))
     text_of = dict(zip(corpus.ids, corpus.texts))
+    index_of = {doc_id: i for i, doc_id in enumerate(corpus.ids)}
     judged: list[tuple[str, list[str]]] = []
     n_without_positives = 0
     for qid in queries:
@@ -148,18 +182,25 @@ def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30
     n_beyond = 0
     if max_queries is not None and len(judged) > max_queries:
         n_beyond, judged = len(judged) - max_queries, judged[:max_queries]
-    depth = bm25_candidates + max(len(pos) for _, pos in judged)
-    hits = mine_bm25(corpus, [queries[qid] for qid, _ in judged], depth)
-    examples = []
-    for (qid, positive_ids), ranked in zip(judged, hits):
+    index = Bm25Index(corpus)
+    examples, n_dropped = [], 0
+    for (qid, positive_ids), scores in zip(judged, index.scores([queries[qid] for qid, _ in judged])):
         excluded = set(positive_ids)
         positive_texts = {text_of[d] for d in positive_ids}
-        negative_ids = [d for d in ranked if d not in excluded and text_of[d] not in positive_texts]
-        negative_ids = unique(negative_ids)[:bm25_candidates]
+        ranked = ranked_hits(scores, index.size)  # the whole ranking: the guard may skip many top hits
+        top = ranked[:first_stage_k]
+        mined = [i for i in ranked if corpus.ids[i] not in excluded and corpus.texts[i] not in positive_texts]
+        kept, dropped = guarded_negatives(scores, mined, [index_of[d] for d in positive_ids], false_negative_margin)
+        negative_ids = unique(corpus.ids[i] for i in kept)[:bm25_candidates]
+        n_dropped += len(dropped & set(mined[:bm25_candidates]))
         examples.append(QueryExample(
             qid=qid, query=queries[qid],
             positives=[text_of[d] for d in positive_ids], negatives=[text_of[d] for d in negative_ids],
-            positive_ids=positive_ids, negative_ids=negative_ids))
+            positive_ids=positive_ids, negative_ids=negative_ids,
+            first_stage=FirstStage("bm25", [corpus.ids[i] for i in top], [corpus.texts[i] for i in top],
+                                   [float(scores[i]) for i in top]),
+            grades=dict(qrels[qid])))
     return make_dataset(examples, source=str(folder), format="beir",
-                        variant=f"qrels/{split}, bm25 top {bm25_candidates}",
-                        n_without_positives=n_without_positives, n_beyond_max_queries=n_beyond)
+                        variant=f"qrels/{split}, bm25 negatives top {bm25_candidates}",
+                        n_without_positives=n_without_positives, n_beyond_max_queries=n_beyond,
+                        first_stage=f"bm25 top {first_stage_k}", n_false_negatives_dropped=n_dropped)

@@ -16,10 +16,37 @@ FINGERPRINT_CHARS = 16
 
 
 @dataclass(frozen=True)
-class QueryExample:
-    """One query and its candidates: `positives` are relevant, `negatives` are not.
+class FirstStage:
+    """What a first-stage retriever returned for a query: its top-k ids, texts and scores, best first."""
 
-    Together they are the query's full candidate list, which is what a dev query is ranked over.
+    name: str
+    ids: list[str]
+    texts: list[str]
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What a dev query is ranked over, and the judgments its metrics use.
+
+    `labels` are the grades of the candidates (0 = not relevant). `judged` holds the grades of every
+    relevant document of the query, retrieved or not (None when the list is the whole truth, as in
+    triplet data). `first_stage_scores` are the retriever's scores, when there is a first stage.
+    """
+
+    ids: list[str]
+    docs: list[str]
+    labels: list[float]
+    judged: list[float] | None = None
+    first_stage_scores: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class QueryExample:
+    """One query: training `positives` and `negatives`, and for data with a corpus what a first stage
+    retrieved for it (`first_stage`) and its graded judgments (`grades`, corpus id -> grade).
+
+    Without a first stage, positives + negatives are the query's candidate list for evaluation.
     `positive_ids`/`negative_ids` are corpus ids when the data has them (BEIR), else empty.
     """
 
@@ -29,11 +56,22 @@ class QueryExample:
     negatives: list[str]
     positive_ids: list[str] = field(default_factory=list)
     negative_ids: list[str] = field(default_factory=list)
+    first_stage: FirstStage | None = None
+    grades: dict[str, float] = field(default_factory=dict)
 
-    def candidates(self) -> tuple[list[str], list[int]]:
-        """The documents to rank for this query and their binary labels (1 = relevant)."""
-        docs = [*self.positives, *self.negatives]
-        return docs, [1] * len(self.positives) + [0] * len(self.negatives)
+    def candidates(self) -> Candidates:
+        """The dev candidate list: the first stage's top-k only (a relevant document it missed is a
+        miss, counted through `judged`), else positives then negatives with binary labels."""
+        if self.first_stage is not None:
+            stage = self.first_stage
+            return Candidates(list(stage.ids), list(stage.texts), [self.grades.get(d, 0.0) for d in stage.ids],
+                              judged=[g for g in self.grades.values() if g > 0],
+                              first_stage_scores=list(stage.scores))
+        ids = (self.positive_ids + self.negative_ids if len(self.positive_ids) == len(self.positives)
+               and len(self.negative_ids) == len(self.negatives)
+               else [f"p{i}" for i in range(len(self.positives))] + [f"n{i}" for i in range(len(self.negatives))])
+        labels = [1.0] * len(self.positives) + [0.0] * len(self.negatives)
+        return Candidates(ids, [*self.positives, *self.negatives], labels)
 
 
 @dataclass(frozen=True)
@@ -55,11 +93,18 @@ class DataReport:
     n_negatives: int
     n_without_negatives: int = 0
     n_beyond_max_queries: int = 0
+    first_stage: str = ""
+    n_false_negatives_dropped: int = 0
 
     def summary(self) -> str:
         """One line for logs and the TUI."""
         text = (f"{self.format} data ({self.variant}) from {self.source}: {self.n_queries} queries, "
                 f"{self.n_positives} positives, {self.n_negatives} negatives")
+        text += (f"; dev candidates: {self.first_stage}" if self.first_stage
+                 else "; dev candidates: the data's own lists (no first stage)")
+        if self.n_false_negatives_dropped:
+            text += (f"; {self.n_false_negatives_dropped} mined negatives dropped as possible unjudged positives "
+                     "(false-negative guard)")
         if self.n_without_positives:
             text += f"; {self.n_without_positives} queries without positives skipped"
         if self.n_without_negatives:
@@ -89,7 +134,9 @@ def fingerprint_examples(examples: Iterable[QueryExample]) -> str:
     """
     digest = hashlib.sha256()
     for ex in examples:
-        row = [ex.qid, ex.query, ex.positives, ex.negatives]
+        row: list = [ex.qid, ex.query, ex.positives, ex.negatives]
+        if ex.first_stage is not None:  # what dev queries are ranked over is part of the data
+            row += [ex.first_stage.name, ex.first_stage.ids, sorted(ex.grades.items())]
         digest.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()[:FINGERPRINT_CHARS]
@@ -108,7 +155,8 @@ def unique(items: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
 
 
 def make_dataset(examples: Sequence[QueryExample], *, source: str, format: str, variant: str,
-                 n_without_positives: int, max_queries: int | None = None, n_beyond_max_queries: int = 0) -> RerankDataset:
+                 n_without_positives: int, max_queries: int | None = None, n_beyond_max_queries: int = 0,
+                 first_stage: str = "", n_false_negatives_dropped: int = 0) -> RerankDataset:
     """Apply `max_queries` (the first N in source order), count, fingerprint and wrap the examples.
 
     `n_beyond_max_queries` adds usable queries a loader already left out before building examples
@@ -128,5 +176,7 @@ def make_dataset(examples: Sequence[QueryExample], *, source: str, format: str, 
         n_negatives=sum(len(ex.negatives) for ex in kept),
         n_without_negatives=sum(1 for ex in kept if not ex.negatives),
         n_beyond_max_queries=n_beyond_max_queries,
+        first_stage=first_stage,
+        n_false_negatives_dropped=n_false_negatives_dropped,
     )
     return RerankDataset(examples=kept, report=report, fingerprint=fingerprint_examples(kept))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragweld_tui.config import DataConfig
+from ragweld_tui.config import DataConfig, EvalConfig
 from trainers.data_beir import load_beir
 from trainers.data_model import DataReport, QueryExample, RerankDataset, fingerprint_examples
 from trainers.data_triplets import load_triplets
@@ -37,8 +37,10 @@ def detect_format(path: Path) -> str:
                     "or set data.format", path)
 
 
-def load_dataset(config: DataConfig) -> RerankDataset:
-    """Load the reranker data the config names (None: the bundled demo), honouring `max_queries`."""
+def load_dataset(config: DataConfig, evaluation: EvalConfig | None = None) -> RerankDataset:
+    """Load the reranker data the config names (None: the bundled demo), honouring `max_queries`;
+    BEIR folders also get each query's first-stage candidates as `evaluation` says."""
+    evaluation = evaluation or EvalConfig()
     if config.format == "chat":
         raise DataError("data.format = 'chat' is training data for the agent, not for the reranker")
     if config.path is None:
@@ -53,7 +55,8 @@ def load_dataset(config: DataConfig) -> RerankDataset:
         if not path.is_dir():
             raise DataError("data.format = 'beir' needs a folder with corpus.jsonl, queries.jsonl and qrels/", path)
         return load_beir(path, split=config.qrels_split, bm25_candidates=config.bm25_candidates,
-                         max_queries=config.max_queries)
+                         max_queries=config.max_queries, first_stage_k=evaluation.first_stage_k,
+                         false_negative_margin=config.false_negative_margin if config.false_negative_guard else None)
     if not path.is_file():
         raise DataError("data.format = 'triplets' needs a JSONL file", path)
     return load_triplets(path, max_queries=config.max_queries)

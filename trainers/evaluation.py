@@ -1,33 +1,107 @@
-"""Listwise evaluation of a scorer over each dev query's full candidate list, plus the telemetry
-projection of the trainable parameters onto two fixed random directions."""
+"""Evaluation of a scorer over each dev query's candidate list, the first stage's own ranking on the
+same lists, and the telemetry projection of the trainable parameters onto two fixed random directions.
+
+Every system is measured on identical candidate lists (the first stage's top-k when the data has a
+corpus), so the first stage, the base, the serving adapter and the tuned adapter are comparable
+figure for figure. Each evaluation keeps its rankings, written as TREC run files, so any IR library
+can recompute the reported metrics.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from backends.batching import token_budget_batches
 from backends.prompt import PromptBuilder
-from trainers.data_model import QueryExample
-from trainers.metrics import evaluate_rankings
+from trainers.data_model import Candidates, QueryExample
+from trainers.metrics import METRIC_NAMES, query_metrics, rank_order
+
+Ranking = list[tuple[str, float]]  # (document id, score), best first
+
+
+@dataclass
+class Evaluation:
+    """One system's dev evaluation: mean metrics, each query's ranking, and what it cost.
+
+    `timing` (rerankers only): latency per query `latency_p50_ms` / `latency_p95_ms` and
+    `pairs_per_s`. `spread` is the mean over queries of the standard deviation of the scores (a
+    collapsed model scores every candidate alike: spread ~ 0). Agent evaluations carry metrics only.
+    """
+
+    metrics: dict[str, float]
+    rankings: dict[str, Ranking] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    spread: float | None = None
+
+
+def _summarise(per_query: list[tuple[str, Candidates, np.ndarray]]) -> tuple[dict[str, float], dict[str, Ranking], float]:
+    """Mean metrics, rankings in the evaluated (pessimistic-tie) order and the mean score spread."""
+    if not per_query:
+        raise ValueError("no queries to evaluate")
+    metrics, rankings, spreads = [], {}, []
+    for qid, cand, scores in per_query:
+        metrics.append(query_metrics(scores, cand.labels, cand.judged))
+        rankings[qid] = [(cand.ids[i], float(scores[i])) for i in rank_order(scores, cand.labels)]
+        spreads.append(float(np.std(scores)) if len(scores) > 1 else 0.0)
+    means = {name: float(np.mean([m[name] for m in metrics])) for name in METRIC_NAMES}
+    return means, rankings, float(np.mean(spreads))
 
 
 def evaluate_queries(logodds: Callable[[list[list[int]]], np.ndarray], builder: PromptBuilder,
-                     queries: Sequence[QueryExample], token_budget: int = 16384, max_batch_size: int = 64) -> dict[str, float]:
-    """MRR@10, nDCG@10, Recall@10 and MAP over the dev queries, scoring in length-sorted batches."""
-    rows: list[list[int]] = []
-    spans: list[tuple[int, int, list[int]]] = []
+                     queries: Sequence[QueryExample], token_budget: int = 16384, max_batch_size: int = 64) -> Evaluation:
+    """MRR@10, nDCG@10, Recall@10 and MAP over the dev queries, timed query by query.
+
+    Each query's candidates are scored as one rerank request would be (length-sorted batches under
+    the token budget), so the latency percentiles are those a caller of the reranker would see.
+    """
+    per_query, seconds, pairs = [], [], 0
     for example in queries:
-        docs, labels = example.candidates()
-        start = len(rows)
-        rows.extend(builder.build(example.query, docs))
-        spans.append((start, len(rows), labels))
-    scores = np.empty(len(rows))
-    lengths = [len(r) for r in rows]
-    for batch in token_budget_batches(lengths, token_budget, max_batch_size):
-        scores[batch] = logodds([rows[i] for i in batch])
-    return evaluate_rankings((scores[a:b], labels) for a, b, labels in spans)
+        cand = example.candidates()
+        rows = builder.build(example.query, cand.docs) if cand.docs else []
+        scores = np.empty(len(rows))
+        start = time.perf_counter()
+        for batch in token_budget_batches([len(r) for r in rows], token_budget, max_batch_size):
+            scores[batch] = logodds([rows[i] for i in batch])
+        seconds.append(time.perf_counter() - start)
+        pairs += len(rows)
+        per_query.append((example.qid, cand, scores))
+    metrics, rankings, spread = _summarise(per_query)
+    total = sum(seconds)
+    timing = {"latency_p50_ms": float(np.percentile(seconds, 50) * 1e3),
+              "latency_p95_ms": float(np.percentile(seconds, 95) * 1e3),
+              "pairs_per_s": pairs / total if total > 0 else 0.0}
+    return Evaluation(metrics, rankings, timing, spread)
+
+
+def evaluate_first_stage(queries: Sequence[QueryExample]) -> Evaluation | None:
+    """The first stage's own order on the dev candidates (None when the data has no first stage)."""
+    per_query = []
+    for example in queries:
+        cand = example.candidates()
+        if cand.first_stage_scores is None:
+            return None
+        per_query.append((example.qid, cand, np.asarray(cand.first_stage_scores, dtype=np.float64)))
+    metrics, rankings, spread = _summarise(per_query)
+    return Evaluation(metrics, rankings, spread=spread)
+
+
+def dev_qrels(queries: Sequence[QueryExample]) -> dict[str, dict[str, float]]:
+    """The judgments the dev metrics use, per query: every graded document when the data has a
+    first stage (retrieved or not), else the candidate list's own labels."""
+    qrels = {}
+    for example in queries:
+        cand = example.candidates()
+        if cand.judged is not None:
+            qrels[example.qid] = dict(example.grades)
+        else:
+            qrels[example.qid] = dict(zip(cand.ids, cand.labels))
+    return qrels
+
+
 
 
 class Projector:

@@ -6,6 +6,12 @@ by score, highest first. Ties are broken pessimistically: among equal scores, re
 rank after non-relevant ones (and lower grades before higher ones), so a model that scores
 everything alike earns the worst ranking, never a lucky one. NaN scores rank below every number.
 Per-query values are averaged with equal weight per query.
+
+Judged-but-missed documents: a reranker only sees what a first stage retrieved, so a relevant
+document outside the candidate list is a miss. `judged` passes the grades of every relevant
+document of the query (from the full qrels); Recall and MAP then divide by all of them and the
+ideal DCG sorts all of them, as trec_eval does. Without `judged` the candidate list is the whole
+truth (triplet data, where nothing exists outside it).
 """
 
 from __future__ import annotations
@@ -25,18 +31,26 @@ METRIC_GOALS: dict[str, str] = {
 }
 
 
-def ranked_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Labels in rank order (best score first), ties broken pessimistically (see the module docstring)."""
+def rank_order(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Candidate indices in rank order (best score first), ties broken pessimistically (see the
+    module docstring); the order every metric and every written ranking uses."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if s.shape != y.shape:
         raise ValueError(f"{s.size} scores but {y.size} labels")
-    if np.any(y < 0) or not np.all(np.isfinite(y)):
-        raise ValueError("labels must be finite and non-negative")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("labels must be finite")
     s = np.where(np.isnan(s), -np.inf, s)
     # lexsort sorts by the last key first: descending score, then ascending label within a tie.
-    order = np.lexsort((y, -s))
-    return y[order]
+    return np.lexsort((y, -s))
+
+
+def ranked_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Labels in rank order (best score first), ties broken pessimistically (see the module docstring)."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if np.any(y < 0):
+        raise ValueError("labels must be finite and non-negative")
+    return y[rank_order(scores, y)]
 
 
 def reciprocal_rank(ranked: np.ndarray, k: int = CUTOFF) -> float:
@@ -45,51 +59,68 @@ def reciprocal_rank(ranked: np.ndarray, k: int = CUTOFF) -> float:
     return 1.0 / (hits[0] + 1) if hits.size else 0.0
 
 
-def ndcg(ranked: np.ndarray, k: int = CUTOFF) -> float:
+def ndcg(ranked: np.ndarray, k: int = CUTOFF, judged: np.ndarray | None = None) -> float:
     """DCG@k / ideal DCG@k with linear gains: DCG = sum over ranks i of label_i / log2(i + 1).
 
     Linear gains are trec_eval's and BEIR's convention; with binary labels they equal 2^label - 1.
-    The ideal ordering sorts all labels of the query; a query with no relevant document scores 0.
+    The ideal ordering sorts all relevant grades of the query (`judged`, else the candidates'
+    labels); a query with no relevant document scores 0.
     """
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    top = ranked[:k]
-    ideal = np.sort(ranked)[::-1][:k]
+    top = np.clip(ranked[:k], 0.0, None)
+    ideal = np.sort(ranked if judged is None else judged)[::-1][:k]
+    ideal = np.clip(ideal, 0.0, None)
     idcg = float(ideal @ discounts[: ideal.size])
     return float(top @ discounts[: top.size]) / idcg if idcg > 0 else 0.0
 
 
-def recall(ranked: np.ndarray, k: int = CUTOFF) -> float:
-    """Relevant documents in the top k / relevant documents in the candidate list (0 if none)."""
-    relevant = int(np.count_nonzero(ranked > 0))
+def recall(ranked: np.ndarray, k: int = CUTOFF, n_relevant: int | None = None) -> float:
+    """Relevant documents in the top k / all relevant documents (`n_relevant`, else those in the
+    candidate list; 0 if none)."""
+    relevant = int(np.count_nonzero(ranked > 0)) if n_relevant is None else n_relevant
     return int(np.count_nonzero(ranked[:k] > 0)) / relevant if relevant else 0.0
 
 
-def average_precision(ranked: np.ndarray) -> float:
-    """Mean over relevant documents of precision at their rank, over the whole list (0 if none relevant)."""
+def average_precision(ranked: np.ndarray, n_relevant: int | None = None) -> float:
+    """Sum over retrieved relevant documents of precision at their rank, divided by all relevant
+    documents (`n_relevant`, else those in the list): a missed relevant document adds 0."""
     relevant = ranked > 0
-    n_relevant = int(np.count_nonzero(relevant))
-    if not n_relevant:
+    hits = int(np.count_nonzero(relevant))
+    total = hits if n_relevant is None else n_relevant
+    if not total or not hits:
         return 0.0
     ranks = np.flatnonzero(relevant) + 1
-    precision_at_hits = np.arange(1, n_relevant + 1) / ranks
-    return float(precision_at_hits.mean())
+    precision_at_hits = np.arange(1, hits + 1) / ranks
+    return float(precision_at_hits.sum() / total)
 
 
-def query_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """All four metrics for one query."""
+def query_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray,
+                  judged: Sequence[float] | np.ndarray | None = None) -> dict[str, float]:
+    """All four metrics for one query; `judged` = grades of every relevant document (see the module
+    docstring), which must include the relevant candidates'."""
     ranked = ranked_labels(scores, labels)
+    grades = None if judged is None else np.asarray(judged, dtype=np.float64).reshape(-1)
+    if grades is not None:
+        grades = grades[grades > 0]
+        if grades.size < np.count_nonzero(ranked > 0):
+            raise ValueError("judged grades must include every relevant candidate")
+    n_relevant = None if grades is None else int(grades.size)
     return {
         "mrr@10": reciprocal_rank(ranked),
-        "ndcg@10": ndcg(ranked),
-        "recall@10": recall(ranked),
-        "map": average_precision(ranked),
+        "ndcg@10": ndcg(ranked, judged=grades),
+        "recall@10": recall(ranked, n_relevant=n_relevant),
+        "map": average_precision(ranked, n_relevant=n_relevant),
     }
 
 
-def evaluate_rankings(queries: Iterable[tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]]
-                      ) -> dict[str, float]:
-    """Mean of each metric over queries given as (scores, labels); keys exactly METRIC_NAMES."""
-    per_query = [query_metrics(scores, labels) for scores, labels in queries]
+RankedQuery = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
+
+
+def evaluate_rankings(queries: Iterable[RankedQuery | tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray,
+                                                            Sequence[float] | np.ndarray | None]]) -> dict[str, float]:
+    """Mean of each metric over queries given as (scores, labels) or (scores, labels, judged);
+    keys exactly METRIC_NAMES."""
+    per_query = [query_metrics(*query) for query in queries]
     if not per_query:
         raise ValueError("no queries to evaluate")
     return {name: float(np.mean([m[name] for m in per_query])) for name in METRIC_NAMES}

@@ -27,8 +27,12 @@ from typing import Any, Protocol
 from backends.adapters import LoraWeights
 from ragweld_tui.config import AppConfig
 from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
+from trainers.evaluation import Evaluation
 from trainers.metrics import METRIC_GOALS
-from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, promote
+from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, active_path, promote
+from trainers.serving_check import ServingReference, evaluate_serving
+from trainers.trec import RANKINGS_DIR, write_qrels, write_run
 
 CHECKPOINTS, KEEP_CHECKPOINTS, TRAINER_STATE, ORIGIN = "checkpoints", 2, "trainer.json", "telemetry_origin.safetensors"
 
@@ -47,6 +51,17 @@ class TrainingPlan(Protocol):
     @property
     def dataset_fingerprint(self) -> str: ...
 
+    @property
+    def base_fingerprint(self) -> str: ...
+
+    @property
+    def template_fingerprint(self) -> str: ...
+
+    @property
+    def candidates_note(self) -> str:
+        """What the dev set is (for the results table): the first stage and its k, or the data's lists."""
+        ...
+
     def describe(self) -> list[str]:
         """Log lines for the start of the run (data summary, backend and split sizes)."""
         ...
@@ -59,8 +74,20 @@ class TrainingPlan(Protocol):
         """The micro-batches of optimizer step `step` (a pure function of the step)."""
         ...
 
-    def evaluate(self, engine: Any) -> dict[str, float]:
-        """Dev metrics with the engine's current adapter; must contain the primary metric."""
+    def evaluate(self, engine: Any) -> Evaluation:
+        """Dev evaluation with the engine's current adapter; its metrics contain the primary metric."""
+        ...
+
+    def first_stage(self) -> Evaluation | None:
+        """The first stage's own ranking of the dev candidates (None: the data has no first stage)."""
+        ...
+
+    def qrels(self) -> dict[str, dict[str, float]] | None:
+        """The dev judgments behind the metrics, for the TREC qrels file (None: not a ranking task)."""
+        ...
+
+    def evaluate_adapter(self, lora: LoraWeights) -> Evaluation:
+        """The dev evaluation of another adapter of this kind (the serving one)."""
         ...
 
     def write_adapter(self, folder: Path, lora: LoraWeights, run_id: str, metrics: dict[str, float]) -> None:
@@ -82,6 +109,7 @@ class ProgressUpdate:
     elapsed_s: float
     tokens_per_s: float
     eval_metrics: dict[str, float] | None = None
+    alarms: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +127,12 @@ class RunOutcome:
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     error: str | None = None
+    first_stage: dict[str, float] = field(default_factory=dict)
+    baseline_timing: dict[str, float] = field(default_factory=dict)
+    best_timing: dict[str, float] = field(default_factory=dict)
+    serving: ServingReference | None = None
+    candidates_note: str = ""
+    alarms: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +146,10 @@ class _Tracker:
     bad_evals: int = 0
     tokens: int = 0
     train_seconds: float = 0.0
+    first_stage: dict[str, float] = field(default_factory=dict)
+    baseline_timing: dict[str, float] = field(default_factory=dict)
+    best_timing: dict[str, float] = field(default_factory=dict)
+    alarm_state: dict[str, Any] = field(default_factory=dict)
 
 
 def _better(metric: str, candidate: float, incumbent: float | None) -> bool:
@@ -176,7 +214,7 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
         try:
             outcome.decision = await promote(store, config, run_id)
         except PromotionRefused as exc:
-            outcome.decision = GateDecision(False, str(exc).split("; "))
+            outcome.decision = exc.decision
     return outcome
 
 
@@ -189,6 +227,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
     train, metric = config.train, plan.primary_metric
     run_dir = store.artifact_path(run_id, ADAPTER_SUBDIR).parent
     run_dir.mkdir(parents=True, exist_ok=True)
+    outcome.candidates_note = plan.candidates_note
     for line in plan.describe():
         writer.emit(LogEvent(message=line))
     engine = await asyncio.to_thread(plan.make_engine)
@@ -208,9 +247,8 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             await asyncio.to_thread(save_file, {"origin": origin}, str(run_dir / ORIGIN))
         project = Projector(origin, train.seed)
         if not tracker.baseline:
-            tracker.baseline = await asyncio.to_thread(plan.evaluate, engine)
-            writer.emit(EvalEvent(metrics=tracker.baseline, split="baseline"), step=0)
-            await store.set_baseline(run_id, tracker.baseline[metric])
+            await _references(plan, engine, tracker, writer, run_dir, run_id)
+        alarms = AlarmState(**tracker.alarm_state)
         while tracker.step < train.max_steps:
             if cancel.is_set():
                 outcome.status = "cancelled"
@@ -230,22 +268,32 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
                         step=tracker.step)
             x, y = project(await asyncio.to_thread(engine.trainable_vector))
             writer.emit(TelemetryEvent(proj_x=x, proj_y=y, loss=stats.loss), step=tracker.step)
+            raised = check_divergence(alarms, stats.loss, tracker.step, train)
             evaluated = None
             if tracker.step % train.eval_every == 0 or tracker.step == train.max_steps:
-                evaluated = await _evaluate(plan, engine, tracker, writer, run_dir, run_id)
+                evaluation = await _evaluate(plan, engine, tracker, writer, run_dir, run_id)
+                evaluated = evaluation.metrics
+                raised += check_evaluation(alarms, evaluation, tracker.baseline, metric, train)
+            tracker.alarm_state = asdict(alarms)
+            await _raise_alarms(raised, writer, run_id, outcome)
             if on_progress:
                 on_progress(ProgressUpdate(tracker.step, train.max_steps, stats.loss,
-                                           tracker.train_seconds, rate, evaluated))
+                                           tracker.train_seconds, rate, evaluated, [a.message for a in raised]))
             if tracker.step % train.checkpoint_every == 0 or tracker.step == train.max_steps:
                 await _checkpoint(engine, tracker, run_dir, writer)
+            if raised and train.stop_on_alarm:
+                raise TrainingFailed(f"stopped by alarm at step {tracker.step} ([train].stop_on_alarm = true): "
+                                     f"{raised[0].message}")
             if evaluated is not None and tracker.bad_evals >= train.early_stopping_patience:
                 writer.emit(LogEvent(message=f"early stop at step {tracker.step}: no {metric} improvement in "
                                              f"{tracker.bad_evals} evaluations"))
                 break
         outcome.baseline, outcome.best, outcome.best_step = tracker.baseline, tracker.best, tracker.best_step
-        outcome.steps = tracker.step
+        outcome.first_stage, outcome.baseline_timing = tracker.first_stage, tracker.baseline_timing
+        outcome.best_timing, outcome.steps = tracker.best_timing, tracker.step
         outcome.tokens_per_s = tracker.tokens / tracker.train_seconds if tracker.train_seconds else 0.0
         if outcome.status == "running":
+            outcome.serving = await _serving_reference(config, store, plan, writer, run_dir, run_id)
             await _register_artifacts(store, run_id, run_dir)
             outcome.status = "completed"
             await writer.set_status("completed", reason=f"best {metric} {tracker.best.get(metric, float('nan')):.4f} "
@@ -254,19 +302,75 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
         await asyncio.to_thread(engine.close)
 
 
-async def _evaluate(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> dict[str, float]:
+async def _references(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> None:
+    """Before training: the first stage's and the base model's dev figures, and their rankings."""
     metric = plan.primary_metric
-    metrics = await asyncio.to_thread(plan.evaluate, engine)
+    rankings = run_dir / RANKINGS_DIR
+    first = await asyncio.to_thread(plan.first_stage)
+    if first is not None:
+        tracker.first_stage = first.metrics
+        writer.emit(EvalEvent(metrics=first.metrics, split="first_stage"), step=0)
+        await writer.store.set_first_stage(run_id, first.metrics[metric])
+        await asyncio.to_thread(write_run, rankings, "first_stage", first.rankings)
+    base = await asyncio.to_thread(plan.evaluate, engine)
+    tracker.baseline, tracker.baseline_timing = base.metrics, base.timing
+    writer.emit(EvalEvent(metrics=base.metrics, split="baseline", timing=base.timing), step=0)
+    await writer.store.set_baseline(run_id, base.metrics[metric])
+    qrels = plan.qrels()
+    if qrels is not None:
+        await asyncio.to_thread(write_run, rankings, "base", base.rankings)
+        await asyncio.to_thread(write_qrels, rankings, qrels)
+
+
+async def _evaluate(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> Evaluation:
+    metric = plan.primary_metric
+    evaluation = await asyncio.to_thread(plan.evaluate, engine)
+    metrics = evaluation.metrics
     is_best = _better(metric, metrics[metric], tracker.best.get(metric))
-    writer.emit(EvalEvent(metrics=metrics, split="dev", is_best=is_best), step=tracker.step)
+    writer.emit(EvalEvent(metrics=metrics, split="dev", is_best=is_best, timing=evaluation.timing), step=tracker.step)
     if is_best:
         tracker.best, tracker.best_step, tracker.bad_evals = metrics, tracker.step, 0
+        tracker.best_timing = evaluation.timing
         lora = await asyncio.to_thread(engine.lora_weights)
         await asyncio.to_thread(plan.write_adapter, run_dir / ADAPTER_SUBDIR, lora, run_id, metrics)
+        if evaluation.rankings:
+            await asyncio.to_thread(write_run, run_dir / RANKINGS_DIR, "tuned", evaluation.rankings)
         await writer.store.set_best(run_id, metrics[metric])
     else:
         tracker.bad_evals += 1
-    return metrics
+    return evaluation
+
+
+async def _raise_alarms(raised: list[Alarm], writer, run_id: str, outcome: RunOutcome) -> None:
+    """Record new alarms: a typed event each, and the latest on the run for the runs list."""
+    for alarm in raised:
+        writer.emit(alarm.event())
+        outcome.alarms.append(alarm.message)
+    if raised:
+        await writer.store.set_alarm(run_id, raised[-1].message)
+
+
+async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingPlan, writer, run_dir: Path,
+                             run_id: str) -> ServingReference | None:
+    """At the end of a run: evaluate the adapter serving now on this run's dev candidates (the gate
+    compares with it), record its figure or why it could not be compared."""
+    serving_run = await store.active_run(plan.kind)
+    if serving_run is None or serving_run == run_id:
+        return None
+    folder = active_path(config, plan.kind)
+    reference = await asyncio.to_thread(evaluate_serving, plan, folder, serving_run)
+    value = None
+    if reference.evaluation is not None:
+        evaluation = reference.evaluation
+        value = evaluation.metrics[plan.primary_metric]
+        writer.emit(EvalEvent(metrics=evaluation.metrics, split="serving", timing=evaluation.timing,
+                              adapter_run_id=serving_run))
+        if evaluation.rankings:
+            await asyncio.to_thread(write_run, run_dir / RANKINGS_DIR, "serving", evaluation.rankings)
+    else:
+        writer.emit(LogEvent(level="warning", message=reference.note or "serving adapter not compared"))
+    await store.set_serving_reference(run_id, serving_run, value, reference.note)
+    return reference
 
 
 async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
@@ -298,9 +402,11 @@ def _latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 async def _register_artifacts(store: RunStore, run_id: str, run_dir: Path) -> None:
-    adapter = run_dir / ADAPTER_SUBDIR
-    if not adapter.is_dir():
-        return
-    for path in sorted(adapter.iterdir()):
-        digest, size = await asyncio.to_thread(file_digest, path)
-        await store.add_artifact(run_id, "adapter", f"{ADAPTER_SUBDIR}/{path.name}", digest, size)
+    """List the adapter's files and the dev rankings (TREC run and qrels files) as the run's artifacts."""
+    for subdir, kind in ((ADAPTER_SUBDIR, "adapter"), (RANKINGS_DIR, "ranking")):
+        folder = run_dir / subdir
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            digest, size = await asyncio.to_thread(file_digest, path)
+            await store.add_artifact(run_id, kind, f"{subdir}/{path.name}", digest, size)

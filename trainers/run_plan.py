@@ -13,14 +13,39 @@ from typing import Any, ClassVar
 
 from backends.adapters import LoraWeights
 from backends.models import base_fingerprint, resolve_model
-from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
+from backends.prompt import PromptBuilder, PromptError, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from ragweld_tui.config import AppConfig
 from trainers.artifacts import lora_num_layers, write_adapter_folder
 from trainers.datasets import load_dataset
 from trainers.engine_base import Batch, make_train_engine
-from trainers.evaluation import evaluate_queries
+from trainers.errors import DataError
+from trainers.evaluation import Evaluation, dev_qrels, evaluate_first_stage, evaluate_queries
+from trainers.serving_check import lora_config_for
 from trainers.splits import Group, Split, TrainStream, split_for_config
+
+
+def fits(builder: PromptBuilder, query: str) -> bool:
+    """Whether the query, with the prompt around it, leaves room for at least one document token."""
+    try:
+        builder.build_parts(query, ["."])
+    except PromptError:
+        return False
+    return True
+
+
+def fit_split(split: Split, train_builder: PromptBuilder, eval_builder: PromptBuilder) -> tuple[Split, int]:
+    """Leave out training queries longer than `[train].max_length` allows (counted); refuse a dev
+    query longer than `[prompt].max_length` allows, since dropping it would change the verdict."""
+    for ex in split.dev:
+        if not fits(eval_builder, ex.query):
+            raise DataError(f"dev query {ex.qid!r} does not fit in [prompt].max_length = {eval_builder.max_length} "
+                            "tokens with the prompt; raise [prompt].max_length")
+    kept = [ex for ex in split.train if fits(train_builder, ex.query)]
+    if not kept:
+        raise DataError(f"no training query fits in [train].max_length = {train_builder.max_length} tokens with "
+                        "the prompt; raise [train].max_length")
+    return Split(train=kept, dev=split.dev), len(split.train) - len(kept)
 
 
 def make_batches(items: list, builder: PromptBuilder, micro_batches: int) -> list[Batch]:
@@ -58,22 +83,27 @@ class RunPlan:
     answer_ids: tuple[int, int]
     pad_id: int
     base_fingerprint: str
+    eval_builder: PromptBuilder
+    n_too_long: int = 0
 
     @classmethod
     def prepare(cls, config: AppConfig) -> RunPlan:
-        dataset = load_dataset(config.data)  # first: a bad data file fails before any model import
+        dataset = load_dataset(config.data, config.eval)  # first: a bad data file fails before any model import
         from transformers import AutoTokenizer
 
         split = split_for_config(dataset.examples, config.data)
-        stream = TrainStream.from_config(split.train, config.train, config.data)
         model_dir = resolve_model(config.model.base)
         choice = choose_backend(config.model.backend, config.model.device)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=config.model.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)
         builder = PromptBuilder(tokenizer, config.prompt.instruction, config.train.max_length)
+        # Dev queries are ranked as serving would rank them: with the serving prompt's length limit.
+        eval_builder = PromptBuilder(tokenizer, config.prompt.instruction, config.prompt.max_length)
+        split, n_too_long = fit_split(split, builder, eval_builder)
+        stream = TrainStream.from_config(split.train, config.train, config.data)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return cls(config, dataset, split, stream, model_dir, choice.backend, choice.device, choice.reason,
-                   builder, answer_ids, pad_id, base_fingerprint(model_dir))
+                   builder, answer_ids, pad_id, base_fingerprint(model_dir), eval_builder, n_too_long)
 
     @property
     def primary_metric(self) -> str:
@@ -83,10 +113,24 @@ class RunPlan:
     def dataset_fingerprint(self) -> str:
         return self.dataset.fingerprint
 
+    @property
+    def template_fingerprint(self) -> str:
+        return template_fingerprint()
+
+    @property
+    def candidates_note(self) -> str:
+        """What each dev query is ranked over, for the results table."""
+        stage = self.dataset.report.first_stage
+        return f"dev candidates: {stage}" if stage else "dev candidates: the data's own lists (no first stage)"
+
     def describe(self) -> list[str]:
-        return [self.dataset.report.summary(),
-                f"{self.backend} on {self.device} ({self.backend_reason}); "
-                f"{len(self.split.train)} train / {len(self.split.dev)} dev queries"]
+        lines = [self.dataset.report.summary(),
+                 f"{self.backend} on {self.device} ({self.backend_reason}); "
+                 f"{len(self.split.train)} train / {len(self.split.dev)} dev queries"]
+        if self.n_too_long:
+            lines.append(f"{self.n_too_long} training queries left out: longer than [train].max_length = "
+                         f"{self.config.train.max_length} tokens allows with the prompt")
+        return lines
 
     def make_engine(self):
         return make_train_engine(self.backend, self.model_dir, self.config.lora, self.config.train,
@@ -95,10 +139,28 @@ class RunPlan:
     def batches_for(self, step: int) -> list[Batch]:
         return make_batches(self.stream.batch(step), self.builder, self.config.train.grad_accumulation)
 
-    def evaluate(self, engine) -> dict[str, float]:
+    def evaluate(self, engine) -> Evaluation:
         scoring = self.config.scoring
-        return evaluate_queries(engine.logodds, self.builder, self.split.dev, scoring.token_budget,
+        return evaluate_queries(engine.logodds, self.eval_builder, self.split.dev, scoring.token_budget,
                                 scoring.max_batch_size)
+
+    def first_stage(self) -> Evaluation | None:
+        """The first stage's own ranking of the dev candidates (None for data without a corpus)."""
+        return evaluate_first_stage(self.split.dev)
+
+    def qrels(self) -> dict[str, dict[str, float]]:
+        """The dev judgments behind every reported metric (written as the run's qrels file)."""
+        return dev_qrels(self.split.dev)
+
+    def evaluate_adapter(self, lora: LoraWeights) -> Evaluation:
+        """The dev evaluation of another adapter (the serving one) on this plan's candidates."""
+        engine = make_train_engine(self.backend, self.model_dir, lora_config_for(lora, self.config.lora),
+                                   self.config.train, self.answer_ids, self.pad_id, seed=self.config.train.seed,
+                                   init_lora=lora, device=self.device)
+        try:
+            return self.evaluate(engine)
+        finally:
+            engine.close()
 
     def num_layers(self) -> int:
         return lora_num_layers(self.model_dir, self.config.lora)

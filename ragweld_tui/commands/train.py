@@ -69,6 +69,8 @@ class ProgressPrinter:
                 f"elapsed {elapsed:.0f}s eta {eta:.0f}s")
         if update.eval_metrics:
             text += "  eval " + " ".join(f"{k}={v:.4f}" for k, v in update.eval_metrics.items())
+        for alarm in update.alarms:
+            print(f"\r\x1b[K" * self.tty + f"ALARM: {alarm}", file=self.stream, flush=True)
         if self.tty:
             width = 24
             filled = int(width * update.step / update.max_steps)
@@ -83,20 +85,58 @@ def _num(value: float, sign: str = "") -> str:
     return f"{value:{sign}.4g}" if abs(value) >= 1e5 else f"{value:{sign}.4f}"
 
 
+TIMING_COLUMNS = (("latency_p50_ms", "p50 ms", ".1f"), ("latency_p95_ms", "p95 ms", ".1f"), ("pairs_per_s", "pairs/s", ",.0f"))
+
+
+def results_rows(outcome) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """(system, metrics, timing) in the order a reader compares them: first stage → base → serving → tuned."""
+    rows = []
+    if outcome.first_stage:
+        rows.append(("first stage", outcome.first_stage, {}))
+    rows.append(("base", outcome.baseline, outcome.baseline_timing))
+    serving = outcome.serving
+    if serving is not None and serving.evaluation is not None:
+        rows.append(("serving adapter", serving.evaluation.metrics, serving.evaluation.timing))
+    if outcome.best:
+        rows.append((f"tuned (step {outcome.best_step})", outcome.best, outcome.best_timing))
+    return rows
+
+
+def print_results_table(outcome) -> None:
+    """Every system measured on the same dev candidates, one row each, primary metric starred."""
+    rows = results_rows(outcome)
+    metrics = list(outcome.baseline)
+    timed = any(timing for _, _, timing in rows)
+    header = f"{'system':<22}" + "".join(f"{name + ('*' if name == outcome.primary_metric else ''):>10}"
+                                         for name in metrics)
+    if timed:
+        header += "".join(f"{label:>9}" for _, label, _ in TIMING_COLUMNS)
+    print(header)
+    for system, values, timing in rows:
+        line = f"{system[:21]:<22}" + "".join(f"{_num(values[m]) if m in values else '-':>10}" for m in metrics)
+        if timed:
+            line += "".join(f"{format(timing[key], spec) if key in timing else '-':>9}" for key, _, spec in TIMING_COLUMNS)
+        print(line)
+    primary = outcome.primary_metric
+    if outcome.best and primary in outcome.baseline:
+        print(f"(* primary metric; tuned vs base {_num(outcome.best[primary] - outcome.baseline[primary], '+')})")
+    serving = outcome.serving
+    if serving is not None:
+        print(f"serving adapter not compared: {serving.note}" if serving.note
+              else f"(serving adapter: run {serving.run_id}, active when this run ended)")
+
+
 def print_outcome(outcome) -> None:
     if outcome.error:
         print(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"\nrun {outcome.run_id}: {outcome.status} after {outcome.steps} steps in {outcome.wall_s:.1f}s "
           f"({outcome.tokens_per_s:,.0f} training tokens/s)")
+    for alarm in outcome.alarms:
+        print(f"alarm: {alarm}")
     if outcome.baseline:
-        print(f"{'metric':<12} {'base':>10} {'tuned':>10} {'delta':>10}")
-        for name, base in outcome.baseline.items():
-            tuned = outcome.best.get(name)
-            mark = " *" if name == outcome.primary_metric else ""
-            tuned_text = (f"{_num(tuned):>10} {_num(tuned - base, '+'):>10}" if tuned is not None
-                          else f"{'-':>10} {'-':>10}")
-            print(f"{name:<12} {_num(base):>10} {tuned_text}{mark}")
-        print(f"(* primary metric; best at step {outcome.best_step})")
+        if outcome.candidates_note:
+            print(outcome.candidates_note)
+        print_results_table(outcome)
     if outcome.decision is not None:
         verdict = "PROMOTED" if outcome.decision.promote else "not promoted"
         print(f"promotion: {verdict} — {'; '.join(outcome.decision.reasons)}")

@@ -93,7 +93,9 @@ def test_standard_and_flagembedding_forms_give_the_same_examples_and_fingerprint
     ex = a.examples[0]
     assert (ex.qid, ex.query, ex.positives, ex.negatives) == (text_qid("what is bm25"), "what is bm25",
                                                              ["bm25 ranks documents"], ["bread", "cake"])
-    assert ex.candidates() == (["bm25 ranks documents", "bread", "cake"], [1, 0, 0])
+    cand = ex.candidates()
+    assert (cand.docs, cand.labels, cand.judged, cand.first_stage_scores) == (
+        ["bm25 ranks documents", "bread", "cake"], [1.0, 0.0, 0.0], None, None)
     assert a.report.n_without_negatives == 1
 
 

@@ -1,5 +1,6 @@
-"""BEIR folders: CISI import with BM25-mined negatives that never contain a judged positive, and
-malformed corpus/queries/qrels files whose errors name `file:line`."""
+"""BEIR folders: CISI import with BM25-mined negatives that never contain a judged positive, the
+first stage's top-k as the dev candidate list (missed positives stay missed), the false-negative
+guard, and malformed corpus/queries/qrels files whose errors name `file:line`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ CISI = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cisi"
 def cisi():
     if not (CISI / "corpus.jsonl").is_file():
         pytest.skip(f"{CISI} not found")
-    return load_beir(CISI, split="test", bm25_candidates=30)
+    return load_beir(CISI, split="test", bm25_candidates=30, false_negative_margin=None)
 
 
 def read_cisi_qrels() -> dict[str, set[str]]:
@@ -61,10 +62,41 @@ def test_cisi_negatives_are_the_top_bm25_hits_and_the_import_is_stable(cisi) -> 
     retriever = bm25s.BM25()
     retriever.index(tokenizer.tokenize(corpus.texts, show_progress=False, return_as="ids"), show_progress=False)
     query = tokenizer.tokenize([ex.query], show_progress=False, update_vocab=False, return_as="ids")
-    hits, _ = retriever.retrieve(query, k=200, show_progress=False)
+    hits, scores = retriever.retrieve(query, k=200, show_progress=False)
     ranked = [corpus.ids[i] for i in hits[0] if corpus.ids[i] not in set(ex.positive_ids)]
     assert ex.negative_ids == ranked[:30]
-    assert load_beir(CISI, bm25_candidates=30).fingerprint == cisi.fingerprint
+    # The dev candidates are BM25's own top 100, positives it missed not added.
+    assert ex.first_stage.ids == [corpus.ids[i] for i in hits[0][:100]]
+    assert ex.first_stage.scores == pytest.approx([float(v) for v in scores[0][:100]])
+    assert load_beir(CISI, bm25_candidates=30, false_negative_margin=None).fingerprint == cisi.fingerprint
+
+
+def test_cisi_dev_candidates_leave_missed_positives_out_and_keep_every_judgment(cisi) -> None:
+    judged = read_cisi_qrels()
+    missed = 0
+    for ex in cisi.examples:
+        cand = ex.candidates()
+        assert cand.ids == ex.first_stage.ids and len(cand.ids) == 100
+        assert cand.labels == [1.0 if d in judged[ex.qid] else 0.0 for d in cand.ids]
+        assert len(cand.judged) == len(judged[ex.qid])  # the metrics' denominators: every judged positive
+        missed += len(judged[ex.qid] - set(cand.ids))
+    assert missed > 0  # CISI has many positives BM25 does not retrieve in its top 100
+
+
+def test_false_negative_guard_skips_hits_scoring_like_a_positive(cisi) -> None:
+    from trainers.data_beir import Bm25Index
+
+    guarded = load_beir(CISI, bm25_candidates=30, false_negative_margin=0.95)
+    assert guarded.report.n_false_negatives_dropped > 0
+    assert "possible unjudged positives" in guarded.report.summary()
+    assert guarded.fingerprint != cisi.fingerprint
+    corpus = read_corpus(CISI / "corpus.jsonl")
+    index_of = {d: i for i, d in enumerate(corpus.ids)}
+    examples = guarded.examples[:5]
+    for ex, scores in zip(examples, Bm25Index(corpus).scores([ex.query for ex in examples])):
+        lowest = min(float(scores[index_of[d]]) for d in ex.positive_ids if scores[index_of[d]] > 0)
+        assert all(scores[index_of[d]] <= 0.95 * lowest for d in ex.negative_ids)
+        assert ex.first_stage == next(e.first_stage for e in cisi.examples if e.qid == ex.qid)  # dev lists unchanged
 
 
 def test_cisi_max_queries_limits_before_mining() -> None:
@@ -72,7 +104,7 @@ def test_cisi_max_queries_limits_before_mining() -> None:
         pytest.skip(f"{CISI} not found")
     data = load_beir(CISI, bm25_candidates=5, max_queries=4)
     assert len(data) == 4 and data.report.n_beyond_max_queries == 72
-    assert all(len(ex.negatives) == 5 for ex in data.examples)
+    assert all(len(ex.negatives) == 5 for ex in data.examples)  # the guard mines deeper, not fewer
 
 
 def test_document_text_joins_title_and_text() -> None:
@@ -96,13 +128,27 @@ def make_beir(root: Path, corpus: list[str] | None = None, queries: list[str] | 
 def test_a_small_beir_folder_loads_with_unjudged_and_zero_score_queries(tmp_path: Path) -> None:
     folder = make_beir(tmp_path, queries=['{"_id": "q1", "text": "bm25 ranking"}', '{"_id": 2, "text": "bread"}',
                                           '{"_id": "q3", "text": "unjudged"}'])
-    data = load_beir(folder, bm25_candidates=5)
+    data = load_beir(folder, bm25_candidates=5, false_negative_margin=None)
     assert [ex.qid for ex in data.examples] == ["q1", "2"]
     q1 = data.examples[0]
     assert q1.positive_ids == ["d1"] and q1.positives == ["BM25 ranking function"]
     assert q1.negative_ids[0] == "d3"  # judged 0: not a positive, and the best BM25 hit
     assert "d1" not in data.examples[0].negative_ids
     assert data.report.n_without_positives == 1
+    assert q1.grades == {"d1": 1.0, "d3": 0.0} and data.examples[1].grades == {"d2": 2.0}
+    # d3 outscores the positive d1 for "bm25 ranking": the guard refuses to train it as a negative.
+    guarded = load_beir(folder, bm25_candidates=5)
+    assert "d3" not in guarded.examples[0].negative_ids and guarded.report.n_false_negatives_dropped >= 1
+
+
+def test_first_stage_k_cuts_the_dev_candidates_and_grades_reach_the_labels(tmp_path: Path) -> None:
+    folder = make_beir(tmp_path)
+    data = load_beir(folder, first_stage_k=1)
+    q1, q2 = data.examples
+    assert q1.first_stage.ids == ["d3"]  # BM25's best for "bm25 ranking"; the positive d1 is missed
+    cand = q1.candidates()
+    assert (cand.ids, cand.labels, cand.judged) == (["d3"], [0.0], [1.0])
+    assert q2.candidates().labels == [2.0]  # graded: qrels grade 2 is the gain
 
 
 @pytest.mark.parametrize(("part", "lines", "where", "message"), [

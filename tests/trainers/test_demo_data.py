@@ -25,8 +25,8 @@ def words(text: str) -> list[str]:
 def mrr(examples, score) -> float:
     runs = []
     for ex in examples:
-        docs, labels = ex.candidates()
-        runs.append(([score(ex.query, d) for d in docs], labels))
+        cand = ex.candidates()
+        runs.append(([score(ex.query, d) for d in cand.docs], cand.labels))
     return evaluate_rankings(runs)["mrr@10"]
 
 

@@ -113,3 +113,24 @@ def test_improvement_follows_the_goal() -> None:
     assert improvement("eval_loss", 0.9, 0.7) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="unknown metric"):
         improvement("bleu", 0.0, 1.0)
+
+
+def test_a_relevant_document_outside_the_candidates_is_a_miss() -> None:
+    # Two relevant documents judged; the first stage retrieved only one of them (ranked 2nd).
+    m = query_metrics([0.9, 0.8, 0.1], [0, 1, 0], judged=[1, 1])
+    assert m["mrr@10"] == pytest.approx(1 / 2)  # the retrieved one still counts where it is
+    assert m["recall@10"] == pytest.approx(1 / 2)  # the missed one counts against recall...
+    assert m["map"] == pytest.approx((1 / 2) / 2)  # ...and against MAP (it adds 0 precision)
+    assert m["ndcg@10"] == pytest.approx(D[1] / (D[0] + D[1]))  # and the ideal ranks both at the top
+    # Without `judged` the candidate list is the whole truth: the same ranking looks perfect on recall.
+    assert query_metrics([0.9, 0.8, 0.1], [0, 1, 0])["recall@10"] == 1.0
+
+
+def test_graded_judgments_of_missed_documents_raise_the_ideal() -> None:
+    # A grade-2 document was missed; the retrieved grade-1 one at rank 1.
+    assert query_metrics([0.9, 0.1], [1, 0], judged=[1, 2])["ndcg@10"] == pytest.approx(1 / (2 + D[1]))
+    # No relevant document retrieved at all: every metric is 0.
+    assert query_metrics([0.9, 0.1], [0, 0], judged=[3]) == {"mrr@10": 0.0, "ndcg@10": 0.0,
+                                                             "recall@10": 0.0, "map": 0.0}
+    with pytest.raises(ValueError, match="include every relevant candidate"):
+        query_metrics([0.9, 0.1], [1, 1], judged=[1])
