@@ -231,3 +231,32 @@ def resolve_chart_keys(available: Iterable[str], primary: str | None) -> dict[st
     elif "eval/eval_loss" in names or "eval/loss" in names:
         out["eval"] = "eval/eval_loss" if "eval/eval_loss" in names else "eval/loss"
     return out
+
+
+ALARM_MARK = "⚠"
+REFERENCE_MARK = "◂ to beat"
+
+
+def figure_lines(figures: Mapping[str, float], reference: str | None, indent: str = "  ") -> list[str]:
+    """One aligned `system  value` line per figure, the reference marked: the comparison a gate made.
+
+    A reference that is not among the figures still gets a line, so the reader sees what was compared.
+    """
+    rows = dict(figures)
+    width = max((len(name) for name in rows), default=0)
+    lines = [f"{indent}{name:<{width}}  {format_value(value):>7}" + (f"  {REFERENCE_MARK}" if name == reference else "")
+             for name, value in rows.items()]
+    if reference is not None and reference not in rows:
+        lines.append(f"{indent}reference: {reference} (no figure)")
+    return lines
+
+
+def verdict_head(promoted: bool, forced: bool) -> str:
+    """`promoted`, `promoted (forced)` or `not promoted`."""
+    return ("promoted (forced)" if forced else "promoted") if promoted else "not promoted"
+
+
+def figures_inline(figures: Mapping[str, float], reference: str | None) -> str:
+    """Figures on one line, `tuned 0.47 · baseline 0.41 (to beat)`, for the event log."""
+    return " · ".join(f"{name} {format_value(value)}" + (" (to beat)" if name == reference else "")
+                      for name, value in figures.items())

@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
+from ragweld_tui.operations import GateView
 from store import ArtifactRecord, EventRecord, PromotionRecord, RunRecord, SeriesPoint
 
 
@@ -159,6 +160,18 @@ class ActionDone(Message):
         self.text = text
         self.severity = severity
         self.refresh = refresh
+
+
+class GateDecided(Message):
+    """The promotion gate's dry-run answer for a run (or why it could not be computed), so the
+    runs list can ask for confirmation with the figures in front of the user."""
+
+    def __init__(self, run: RunRecord, force: bool, view: GateView | None, error: str | None = None) -> None:
+        super().__init__()
+        self.run = run
+        self.force = force
+        self.view = view
+        self.error = error
 
 
 class StoreFailed(Message):

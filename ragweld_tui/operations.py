@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -120,8 +122,40 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     try:
         decision = await module.promote(store, config, run_id, force=force)
     except getattr(module, "PromotionRefused", Unavailable) as exc:
-        return str(exc), False
+        refused = getattr(exc, "decision", None)
+        return (describe(refused)[0] if hasattr(refused, "reasons") else str(exc)), False
     return describe(decision)
+
+
+@dataclass(frozen=True)
+class GateView:
+    """What the promote dialog shows of a gate decision: the answer, the figures, the one to beat, why.
+
+    Built duck-typed from the trainer's `GateDecision`, so the TUI does not depend on its class.
+    """
+
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+    reference: str | None = None
+    metric: str | None = None
+    forced: bool = False
+
+
+def gate_view(decision: Any) -> GateView:
+    """A GateView of any decision-like object (missing fields are empty)."""
+    reasons = [str(r) for r in getattr(decision, "reasons", None) or []]
+    figures = getattr(decision, "figures", None)
+    return GateView(describe(decision)[1], reasons, dict(figures) if isinstance(figures, Mapping) else {},
+                    getattr(decision, "reference", None), getattr(decision, "metric", None),
+                    bool(getattr(decision, "forced", False)))
+
+
+async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateView:
+    """The promotion gate's answer for a run without promoting it (a dry run; it may evaluate the
+    serving adapter, so it can take seconds)."""
+    module = await load_module(PROMOTION_MODULE, "promotion")
+    return gate_view(await module.decide(store, config, run_id, force=force))
 
 
 async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -> tuple[str, bool]:

@@ -5,9 +5,11 @@ files `qid 0 docid grade`. `trec_eval`, `pytrec_eval`, `ranx` and `ir_measures` 
 
 Those tools re-sort each query by score and break ties their own way (trec_eval by document id),
 while our metrics break ties pessimistically (a relevant document after an irrelevant one). So
-the score column makes the evaluated order explicit: a score equal to (or above) the one before it
-is written one float step (ulp) below it. The change is ~1e-16 relative, and every tool then reads
-exactly the ranking we measured. Scores are written with `repr`, which round-trips float64 exactly.
+the score column makes the evaluated order explicit. Some tools hold scores as float32 (pytrec_eval
+does), so scores are written at float32 precision, and a score equal to (or above) the one before
+it at that precision is written one float32 step (ulp) below it: ~1e-7 relative, and every tool,
+float32 or float64, then reads exactly the ranking we measured. Each score is written with `repr`
+of its float32 value, which reads back exactly in either precision.
 Ids are written as they are, with any whitespace replaced by `_` (a TREC field cannot hold it).
 
 Every file is written to a temp file, fsynced, then renamed: a reader sees the old file or the new
@@ -22,12 +24,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from trainers.evaluation import Ranking
 
 RANKINGS_DIR = "rankings"
 QRELS_FILE = "qrels.txt"
 _WHITESPACE = re.compile(r"\s+")
-_LOWEST = -1e300  # stands for NaN: a broken score ranks last and the file stays plain numbers
+_LOWEST = np.float32(-1e38)  # stands for NaN: a broken score ranks last and the file stays plain numbers
 
 
 def trec_id(value: str) -> str:
@@ -41,14 +45,15 @@ def run_file_name(system: str) -> str:
 
 
 def strictly_decreasing(scores: list[float]) -> list[float]:
-    """The scores in rank order, each tie or inversion pushed one float step below its predecessor."""
-    out: list[float] = []
+    """The scores in rank order at float32 precision, each tie or inversion pushed one float32 step
+    below its predecessor."""
+    out: list[np.float32] = []
     for score in scores:
-        value = _LOWEST if math.isnan(score) else max(score, _LOWEST)
+        value = _LOWEST if math.isnan(score) else max(np.float32(score), _LOWEST)
         if out and value >= out[-1]:
-            value = math.nextafter(out[-1], -math.inf)
+            value = np.nextafter(out[-1], np.float32(-np.inf))
         out.append(value)
-    return out
+    return [float(v) for v in out]
 
 
 def format_run(rankings: Mapping[str, Ranking], tag: str) -> str:

@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from ragweld_tui.format import cycle, format_value, human_bytes
+from ragweld_tui.format import ALARM_MARK, cycle, figure_lines, format_value, human_bytes, verdict_head
 from ragweld_tui.messages import (
     EventsArrived,
     InspectorData,
@@ -26,7 +26,7 @@ from ragweld_tui.messages import (
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
-from store import ArtifactRecord, LogEvent, RunStore, StoreError
+from store import ArtifactRecord, EventRecord, LogEvent, PromotionEvent, RunStore, StoreError
 
 TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
 TAIL_BACKLOG = 2000  # events shown when the inspector opens on a long run
@@ -108,7 +108,8 @@ class InspectorScreen(Screen[None]):
         self.data: InspectorData | None = None
         self._seq: int | None = None  # last event seq read (worker-owned cursor)
         self.dataset_lines: list[str] = []  # what the trainer logged about its data
-        self.decision_line: str | None = None  # the gate's verdict the run loop logged
+        self.verdict: EventRecord | None = None  # the latest PromotionEvent (the gate's typed verdict)
+        self.attempts = 0  # promotion verdicts seen in the tailed events
         self.failed = False
 
     def compose(self) -> ComposeResult:
@@ -182,8 +183,9 @@ class InspectorScreen(Screen[None]):
                 if DATASET_LINE.match(event.message) and event.message not in self.dataset_lines:
                     self.dataset_lines.append(event.message)
                     found = True
-                elif event.message.startswith(("promoted:", "not promoted:")):
-                    self.decision_line, found = event.message, True
+            elif isinstance(event, PromotionEvent):
+                self.verdict, found = record, True
+                self.attempts += 1
         if found and self.data is not None:
             self._show_dataset_and_promotion(self.data)
 
@@ -196,12 +198,15 @@ class InspectorScreen(Screen[None]):
         log = self.query_one(EventLog)
         log.origin = run.created_at
         self.query_one("#inspector-title", StatusLine).show(
-            f"{run.name} · {run.id} · {run.kind} · {run.status}" + (" · ★ promoted" if run.promoted else ""))
+            f"{run.name} · {run.id} · {run.kind} · {run.status}" + (" · ★ promoted" if run.promoted else "")
+            + (f" · {ALARM_MARK} alarm" if run.alarm else ""))
         times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
             [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
         header = f"backend {run.backend or '—'} · base {run.base_model or '—'}\n{' · '.join(times)}"
         if run.error:
             header += f"\nerror: {run.error}"
+        if run.alarm:
+            header += f"\n{ALARM_MARK} alarm: {run.alarm}"
         self.query_one("#config-text", Static).update(f"{header}\n\n{render_mapping(run.config)}")
         table = self.query_one("#artifacts-table", DataTable)
         table.clear()
@@ -229,13 +234,24 @@ class InspectorScreen(Screen[None]):
             verb = "promoted" if p.run_id == run.id else f"replaced by {p.run_id}"
             lines.append(f"{utc(p.promoted_at)} {verb}: {p.reason}")
         lines.append("")
-        if self.decision_line:
-            lines.append(f"gate at the end of the run: {self.decision_line}")
+        lines.extend(self._verdict_lines(data))
         if data.decision:
             lines.append(f"decision:\n{data.decision}")
-        if not self.decision_line and not data.decision:
-            lines.append("(no promotion decision recorded)")
         return "\n".join(lines)
+
+    def _verdict_lines(self, data: InspectorData) -> list[str]:
+        """The latest PromotionEvent: verdict, every figure compared (the reference marked), the reasons."""
+        if self.verdict is None or not isinstance(event := self.verdict.event, PromotionEvent):
+            return [] if data.decision else ["(no promotion verdict recorded)"]
+        earlier = f" (latest of {self.attempts} verdicts)" if self.attempts > 1 else ""
+        lines = [f"gate verdict {utc(self.verdict.ts)}: {verdict_head(event.promoted, event.forced)}{earlier}"]
+        if event.figures:
+            metric = event.metric or data.run.primary_metric or "metric"
+            lines += ["", f"{metric} ({data.run.goal}) on the run's dev candidates:"]
+            lines += figure_lines(event.figures, event.reference)
+        if event.reasons:
+            lines += ["", "reasons:"] + [f"  - {reason}" for reason in event.reasons]
+        return lines + [""]
 
     def _show_filter(self) -> None:
         level = self.query_one(EventLog).min_level

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import ProgressBar
 
 from ragweld_tui.format import (
+    ALARM_MARK,
     ema,
     eta_seconds,
     format_elapsed,
@@ -111,6 +112,7 @@ class MetricsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Metrics", id="hud-title", classes="view-title")
+        yield StatusLine("", id="hud-alarm", classes="alarm-line")
         yield StatusLine("", id="hud-summary")
         with Horizontal(id="hud-progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="hud-progress")
@@ -172,12 +174,20 @@ class MetricsScreen(Screen[None]):
         run = s.run
         title = "Metrics · no run" if run is None else f"Metrics · {run.name} · {run.id} · {run.status}"
         self.query_one("#hud-title", StatusLine).show(title)
+        self._alarm(run)
         self.query_one("#hud-summary", StatusLine).show(summary_text(s))
         self._progress(s)
         drawn = self._drawn
         if drawn is None or s.series is not drawn.series or s.overlay_series is not drawn.overlay_series:
             self._draw_charts(s)
         self._drawn = s
+
+    def _alarm(self, run: RunRecord | None) -> None:
+        """The run's latest training alarm in a warning line; the line takes no room when there is none."""
+        line = self.query_one("#hud-alarm", StatusLine)
+        text = f"{ALARM_MARK} {run.alarm}" if run is not None and run.alarm else ""
+        line.show(text)
+        line.set_class(bool(text), "-active")
 
     def _progress(self, s: HudSnapshot) -> None:
         bar = self.query_one("#hud-progress", ProgressBar)

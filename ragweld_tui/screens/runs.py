@@ -8,7 +8,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable
 
+from ragweld_tui import operations
 from ragweld_tui.format import (
+    ALARM_MARK,
     KIND_FILTERS,
     SORT_KEYS,
     STATUS_FILTERS,
@@ -18,7 +20,7 @@ from ragweld_tui.format import (
     short_model,
     sort_runs,
 )
-from ragweld_tui.messages import RunsLoaded
+from ragweld_tui.messages import GateDecided, RunsLoaded
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
 from ragweld_tui.widgets.runs_table import RunsTable
@@ -116,7 +118,7 @@ class RunsScreen(Screen[None]):
             f"{run.name} {run.id} · {run.backend or '—'} · {short_model(run.base_model, 30)} · "
             f"{run.primary_metric or 'metric'} ({run.goal}) "
             f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
-            + (f" · {run.error}" if run.error else ""))
+            + (f" · {run.error}" if run.error else "") + (f" · {ALARM_MARK} {run.alarm}" if run.alarm else ""))
         self.query_one("#run-detail", StatusLine).show(text)
 
     @on(DataTable.RowHighlighted)
@@ -182,15 +184,48 @@ class RunsScreen(Screen[None]):
         self.app.resume_run(run)  # type: ignore[attr-defined]
 
     def action_promote(self, force: bool = False) -> None:
-        """Promote the completed run under the cursor through the promotion gate (`force` waives the metric)."""
-        if (run := self._need_run()) is None:
-            return
+        """Ask the promotion gate about the run under the cursor, then confirm with its figures (`force`
+        waives the metric, never compatibility)."""
+        if (run := self._need_run()) is not None:
+            self.check_gate(run, force)
+
+    def check_gate(self, run: RunRecord, force: bool) -> None:
+        """Compute the gate's dry-run answer in a worker; `_gate_decided` shows the dialog."""
         if run.status != "completed":
             self.notify(f"{run.name} is {run.status}; only completed runs can be promoted.", severity="warning")
             return
-        verb = "Force-promote (waiving the metric gate)" if force else "Promote"
-        self._confirm(f"{verb} {run.name} ({run.id}) to the active adapter?",
-                      lambda: self.app.promote_run(run.id, force))  # type: ignore[attr-defined]
+        self.notify(f"Checking the promotion gate for {run.name}…")
+        self._decide(run, force)
+
+    @work(exclusive=True, group="promote-gate", exit_on_error=False)
+    async def _decide(self, run: RunRecord, force: bool) -> None:
+        """Worker: the gate's dry run (may evaluate the serving adapter: seconds); posts GateDecided."""
+        try:
+            store = await self.app.get_store()  # type: ignore[attr-defined]
+            view = await operations.decide(store, self.app.config, run.id, force=force)  # type: ignore[attr-defined]
+        except Exception as exc:  # a missing trainer, a store or model error: told, never a traceback
+            known = isinstance(exc, (operations.Unavailable, StoreError))
+            detail = str(exc) if known else f"{type(exc).__name__}: {exc}"
+            self.post_message(GateDecided(run, force, None, f"cannot check the promotion gate: {detail}"))
+            return
+        self.post_message(GateDecided(run, force, view))
+
+    @on(GateDecided)
+    def _gate_decided(self, message: GateDecided) -> None:
+        from ragweld_tui.screens.promote import PromoteScreen
+
+        run, force = message.run, message.force
+        if message.view is None:
+            self.notify(message.error or "cannot check the promotion gate", severity="warning")
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "promote":
+                self.app.promote_run(run.id, force)  # type: ignore[attr-defined]
+            elif choice == "force":
+                self.check_gate(run, True)
+
+        self.app.push_screen(PromoteScreen(run, message.view, force), answer)
 
     def action_rollback(self) -> None:
         """Roll the active adapter of the cursor run's kind back to the previous promotion."""

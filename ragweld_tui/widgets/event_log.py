@@ -8,19 +8,23 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from ragweld_tui.format import format_elapsed, format_value
+from ragweld_tui.format import ALARM_MARK, figures_inline, format_elapsed, format_value, verdict_head
 from store import (
+    AlarmEvent,
     CheckpointEvent,
     EvalEvent,
     EventRecord,
     LogEvent,
     MetricsEvent,
+    PromotionEvent,
     StateEvent,
     TelemetryEvent,
 )
 
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
+# EvalEvent.timing keys, with how the log labels them (rerank speed, not ranking quality).
+TIMING = (("latency_p50_ms", "p50", "ms"), ("latency_p95_ms", "p95", "ms"), ("pairs_per_s", "", " pairs/s"))
 
 
 def describe_event(record: EventRecord) -> tuple[str, str]:
@@ -33,14 +37,32 @@ def describe_event(record: EventRecord) -> tuple[str, str]:
     if isinstance(event, TelemetryEvent):
         return "debug", f"proj=({event.proj_x:.3g}, {event.proj_y:.3g}) loss={format_value(event.loss)}"
     if isinstance(event, EvalEvent):
-        text = " ".join(f"{k}={format_value(v)}" for k, v in event.metrics.items())
-        return "info", f"{event.split}: {text}{' (best)' if event.is_best else ''}"
+        return "info", describe_eval(event)
+    if isinstance(event, AlarmEvent):
+        return "warning", (f"{ALARM_MARK} {event.message} ({event.kind.replace('_', ' ')}: "
+                           f"{format_value(event.value)}, limit {format_value(event.threshold)})")
+    if isinstance(event, PromotionEvent):
+        parts = [verdict_head(event.promoted, event.forced) + (f" on {event.metric}" if event.metric else "")]
+        if event.figures:
+            parts.append(figures_inline(event.figures, event.reference))
+        parts.extend(event.reasons)
+        return ("info" if event.promoted else "warning"), " — ".join(parts)
     if isinstance(event, StateEvent):
         level = {"failed": "error", "cancelled": "warning", "interrupted": "warning"}.get(event.status, "info")
         return level, f"→ {event.status}" + (f": {event.reason}" if event.reason else "")
     if isinstance(event, CheckpointEvent):
         return "info", f"checkpoint {event.path} at step {event.step}"
     return "info", str(event)  # pragma: no cover
+
+
+def describe_eval(event: EvalEvent) -> str:
+    """`dev: mrr@10=0.47 (best) · p50 12ms p95 20ms 850 pairs/s`; the serving split names its run."""
+    split = f"{event.split} {event.adapter_run_id}" if event.adapter_run_id else event.split
+    text = f"{split}: " + " ".join(f"{k}={format_value(v)}" for k, v in event.metrics.items())
+    text += " (best)" if event.is_best else ""
+    timing = event.timing
+    speed = [f"{label} {format_value(timing[key], 3)}{unit}".strip() for key, label, unit in TIMING if key in timing]
+    return text + (" · " + " ".join(speed) if speed else "")
 
 
 class EventLog(RichLog):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ragweld_tui.format import format_value, metric_cell, short_model, status_cell
+from ragweld_tui.format import ALARM_MARK, format_value, metric_cell, short_model, status_cell
 from store import RunRecord
 
 STATUS_STYLE = {"running": "bold green", "completed": "", "failed": "red", "cancelled": "yellow",
@@ -17,11 +17,13 @@ WIDE_COLUMNS = ("★", "Name", "ID", "Kind", "Backend", "Base model", "Status", 
 
 
 def run_cells(run: RunRecord, now: float, marked: bool, wide: bool) -> tuple[Text | str, ...]:
-    """The cells of one run; `wide` adds backend, full id and base model."""
+    """The cells of one run; `wide` adds backend, full id and base model; an alarmed run's status gets ⚠."""
     mark = Text("★", style="bold yellow") if run.promoted else Text("•", style="bold cyan") if marked else ""
     if marked and run.promoted:
         mark = Text("★", style="bold cyan")
     status = Text(status_cell(run, now), style=STATUS_STYLE.get(run.status, ""))
+    if run.alarm:  # training looked wrong (collapse, below baseline, divergence): mark it beside the status
+        status = Text.assemble((ALARM_MARK + " ", "bold yellow"), status)
     if wide:
         return (mark, run.name[:28], run.id, run.kind, run.backend or "—", short_model(run.base_model, 28), status,
                 metric_cell(run))

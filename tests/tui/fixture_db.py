@@ -13,7 +13,8 @@ import math
 import sqlite3
 from pathlib import Path
 
-from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent
+from store import (AlarmEvent, CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, PromotionEvent, RunStore,
+                   TelemetryEvent)
 
 DAY = 86400.0
 T0 = 1735732800.0  # 2025-01-01 12:00:00Z
@@ -76,7 +77,9 @@ async def _build(db: Path) -> None:
         await store.add_artifact(a, "adapter", "adapter/adapter_model.safetensors", "ab" * 32, 1_572_864)
         await store.set_status(a, "completed", reason="best mrr@10 0.4700 at step 120")
         await store.record_promotion(a, None, "improves on the baseline by +0.0600 (≥ epsilon 0.01)")
-        verdict = LogEvent(message="promoted: improves on the baseline by +0.0600 (≥ epsilon 0.01)")
+        verdict = PromotionEvent(promoted=True, metric="mrr@10", reference="baseline",
+                                 figures={"tuned": 0.47, "baseline": 0.41, "first stage": 0.38},
+                                 reasons=["improves on the baseline by +0.0600 (≥ epsilon 0.01)"])
         await store.append_events(a, [(verdict, None)])
         ids[a] = (RUN_A, T0, 754.0)
 
@@ -88,15 +91,25 @@ async def _build(db: Path) -> None:
         await store.set_baseline(b, 0.41)
         await store.set_best(b, 0.43)
         await store.set_status(b, "completed")
+        serving = f"serving run {RUN_A}"  # the id run A gets once ids are pinned below
+        refused = PromotionEvent(promoted=False, metric="mrr@10", reference=serving,
+                                 figures={"tuned": 0.43, "baseline": 0.41, "first stage": 0.38, serving: 0.47},
+                                 reasons=[f"improvement -0.0400 over the serving adapter ({RUN_A}) 0.4700 is "
+                                          "below epsilon 0.01"])
+        await store.append_events(b, [(refused, None)])
         ids[b] = (RUN_B, T0 + DAY, 431.0)
 
         c = await store.create_run("reranker", "diverged", "torch", "Qwen/Qwen3-Reranker-0.6B",
                                    run_config(name="diverged", learning_rate=1.0), "fp-cisi-16q", "mrr@10", "maximize")
         await store.set_status(c, "running")
         await store.append_events(c, training_events(12, 1.0, 3.1, 100, 0.41, 0.0)[:30])
-        await store.append_events(c, [(LogEvent(level="warning", message="grad norm 1e6 clipped"), 12),
+        alarm = "loss 8.1e+05 is over 100× its running mean at step 12"
+        await store.append_events(c, [(AlarmEvent(kind="loss_divergence", message=alarm, value=8.1e5, threshold=100.0),
+                                       12),
+                                      (LogEvent(level="warning", message="grad norm 1e6 clipped"), 12),
                                       (LogEvent(level="error", message="TrainingFailed: loss is nan at step 13"), 13)])
         await store.set_status(c, "failed", error="TrainingFailed: loss is nan at step 13")
+        await store.set_alarm(c, alarm)
         ids[c] = (RUN_C, T0 + 2 * DAY, 65.0)
 
         d = await store.create_run("agent", "agent-chat", "mlx", "mlx-community/Qwen3-1.7B-4bit",

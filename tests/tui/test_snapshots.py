@@ -18,12 +18,15 @@ SIZES = [(80, 24), (160, 48)]
 # Keys from the runs list (cursor on the newest run) to each screen; run A is the last row.
 FLOWS: dict[str, list[str]] = {
     "runs": [],
+    "runs-alarm": ["down"],
     "help": ["question_mark"],
     "new-run": ["n"],
     "inspector": ["down", "down", "down", "enter"],
     "inspector-events": ["down", "down", "down", "enter", "left_square_bracket"],
+    "inspector-promotion": ["down", "down", "down", "enter", "left_square_bracket", "left_square_bracket"],
     "diff": ["down", "down", "down", "space", "up", "c"],
     "metrics": ["down", "down", "down", "2"],
+    "metrics-alarm": ["down", "2"],
     "scatter": ["down", "down", "down", "3"],
     "prompt": ["down", "down", "down", "4"],
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ragweld_tui.screens.confirm import ConfirmScreen
 from ragweld_tui.screens.diff import DiffScreen
 from ragweld_tui.screens.inspector import InspectorScreen
 from ragweld_tui.screens.new_run import NewRunScreen, field_id
+from ragweld_tui.screens.promote import PromoteScreen
 from ragweld_tui.widgets.event_log import EventLog
 from ragweld_tui.widgets.runs_table import RunsTable
 from tests.tui.conftest import fixed_app, screen_text, settle
@@ -39,7 +41,9 @@ async def test_open_a_run_in_the_inspector(fixture_db: Path, app_config) -> None
         await press(pilot, "right_square_bracket")
         assert '"run_id": "r20250101-120000-0000000a"' in screen_text(app)
         await press(pilot, "right_square_bracket")
-        assert "gate at the end of the run: promoted: improves on the baseline" in screen_text(app)
+        text = screen_text(app)
+        assert "gate verdict 2025-01-01 12:04:23Z: promoted" in text and "baseline        0.41  ◂ to beat" in text
+        assert "  - improves on the baseline by +0.0600" in text
         log = app.screen.query_one(EventLog)
         assert len(log.records) == 258  # every event of the run is buffered, whatever the filter
         await press(pilot, "l")  # info → warning: only the lifecycle's warnings remain (none for a completed run)
@@ -57,9 +61,10 @@ async def test_event_log_filters_by_level(fixture_db: Path, app_config) -> None:
         await press(pilot, "down", "enter", "l")  # the failed run, warning level and up
         text = screen_text(app)
         assert "grad norm 1e6 clipped" in text and "TrainingFailed: loss is nan" in text and "→ running" not in text
+        assert "alarm      ⚠ loss 8.1e+05 is over 100× its running mean at step 12 (loss di" in text
         await press(pilot, "l")
         text = screen_text(app)
-        assert "grad norm 1e6 clipped" not in text and "→ failed" in text
+        assert "grad norm 1e6 clipped" not in text and "→ failed" in text and "alarm      ⚠" not in text
 
 
 async def test_sort_filter_mark_and_compare(fixture_db: Path, app_config) -> None:
@@ -146,17 +151,31 @@ async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config
     class Refused(Exception):
         pass
 
+    figures = {"tuned": 0.43, "baseline": 0.41, "first stage": 0.38, f"serving run {RUN_A}": 0.47}
+
+    def decision(force: bool) -> types.SimpleNamespace:
+        if force:
+            return types.SimpleNamespace(promote=True, forced=True, reasons=["forced"], figures=figures,
+                                         reference=f"serving run {RUN_A}", metric="mrr@10")
+        return types.SimpleNamespace(promote=False, forced=False, figures=figures, reference=f"serving run {RUN_A}",
+                                     metric="mrr@10", reasons=["improvement -0.0400 over the serving adapter is below "
+                                                               "epsilon 0.01"])
+
+    async def decide(store, config, run_id, force=False):
+        calls.append(("decide", run_id, force))
+        return decision(force)
+
     async def promote(store, config, run_id, force=False):
         calls.append(("promote", run_id, force))
         if not force:
-            raise Refused("improvement -0.0400 over the baseline 0.4100 is below epsilon 0.01")
-        return types.SimpleNamespace(promote=True, reasons=["forced"])
+            raise Refused("improvement -0.0400 over the serving adapter is below epsilon 0.01")
+        return decision(force)
 
     async def rollback(store, config, kind="reranker"):
         calls.append(("rollback", kind))
         return None
 
-    fake = types.SimpleNamespace(promote=promote, rollback=rollback, PromotionRefused=Refused)
+    fake = types.SimpleNamespace(decide=decide, promote=promote, rollback=rollback, PromotionRefused=Refused)
     real_load = operations.load_module
 
     async def load(name: str, feature: str):
@@ -168,10 +187,22 @@ async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config
     app = fixed_app(fixture_db, app_config)
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
-        await press(pilot, "down", "down", "p", "y")  # cisi-lr-high: below epsilon
+        await press(pilot, "down", "down", "p")  # cisi-lr-high: the gate's dry run, then the dialog
+        assert isinstance(app.screen, PromoteScreen)
+        text = screen_text(app)
+        assert "mrr@10 (maximize) on the run's dev candidates:" in text and re.search(r"  first stage +0\.38 ", text)
+        assert re.search(rf"  serving run {RUN_A} +0\.47  ◂ to beat", text) and "The gate says NO." in text
+        assert "P forces it" in text and "y try anyway" in text
+        await press(pilot, "y")  # tried anyway: refused
         assert "Not promoted: improvement -0.0400" in app.notices[-1]
-        await press(pilot, "P", "y")
+        await press(pilot, "p", "P")  # forcing from the dialog asks the gate again, forced
+        text = screen_text(app)
+        assert isinstance(app.screen, PromoteScreen) and "Force-promote" in text and "YES (forced" in text
+        assert "P force" not in text
+        await press(pilot, "y")
         assert "Promoted: forced" in app.notices[-1]
+        await press(pilot, "p", "n")  # a dialog answered no changes nothing
+        assert not isinstance(app.screen, PromoteScreen)
         await press(pilot, "b", "y")
         assert "Rolled back: now serving the base model" in app.notices[-1]
         await press(pilot, "up", "up", "p")  # an interrupted run cannot be promoted
@@ -179,7 +210,55 @@ async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config
         await press(pilot, "r")  # resume needs the (missing) trainer module
         await settle(pilot)
         assert "not available yet" in app.notices[-1]
-    assert calls == [("promote", RUN_B, False), ("promote", RUN_B, True), ("rollback", "reranker")]
+    assert calls == [("decide", RUN_B, False), ("promote", RUN_B, False), ("decide", RUN_B, False),
+                     ("decide", RUN_B, True), ("promote", RUN_B, True), ("decide", RUN_B, False),
+                     ("rollback", "reranker")]
+
+
+async def test_promote_reports_a_gate_that_cannot_be_computed(fixture_db: Path, app_config, monkeypatch) -> None:
+    async def decide(store, config, run_id, force=False):
+        raise OSError("weights unreadable")
+
+    async def load(name: str, feature: str):
+        return types.SimpleNamespace(decide=decide)
+
+    monkeypatch.setattr(operations, "load_module", load)
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down", "down", "p")
+        assert not isinstance(app.screen, PromoteScreen)
+        assert "cannot check the promotion gate: OSError: weights unreadable" in app.notices[-1]
+
+
+async def test_alarms_show_in_the_runs_list_and_the_hud(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(RunsTable)
+        statuses = {str(key.value): str(table.get_row(key)[4]) for key in table.rows}
+        assert statuses[RUN_C] == "⚠ failed 1m05s" and statuses[RUN_B] == "completed 7m11s"
+        assert "⚠ failed 1m05s" in screen_text(app)
+        await press(pilot, "down")
+        assert "⚠ loss 8.1e+05 is" in screen_text(app)
+        await press(pilot, "2")  # the HUD follows the alarmed run
+        alarm = app.screen.query_one("#hud-alarm")
+        assert alarm.display and "⚠ loss 8.1e+05 is over 100× its running mean at step 12" in screen_text(app)
+        await press(pilot, "1", "down", "2")  # a run without an alarm: the line takes no room
+        assert not alarm.display and "⚠" not in screen_text(app)
+
+
+async def test_inspector_shows_a_refused_verdict_with_its_figures(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down", "down", "enter", "left_square_bracket", "left_square_bracket")
+        text = screen_text(app)
+        assert re.search(r"gate verdict 2025-01-02 [\d:]+Z: not promoted\n", text), text
+        assert re.search(rf"  serving run {RUN_A} +0\.47  ◂ to beat", text) and re.search(r"  tuned +0\.43\n", text)
+        assert "  - improvement -0.0400 over the serving adapter" in text and "promoted: no" in text
+        await press(pilot, "right_square_bracket")
+        assert "promotion  not promoted on mrr@10 — tuned 0.43 · baseline 0.41" in screen_text(app)
 
 
 async def test_cancel_routes_to_the_owner(fixture_db: Path, app_config) -> None:

@@ -9,13 +9,15 @@ import pytest
 
 from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
-from ragweld_tui.format import (config_diff, ema, eta_seconds, format_elapsed, format_value, metric_deltas,
-                                metric_goal, resolve_chart_keys, sort_runs)
+from ragweld_tui.format import (config_diff, ema, eta_seconds, figure_lines, figures_inline, format_elapsed,
+                                format_value, metric_deltas, metric_goal, resolve_chart_keys, sort_runs)
 from ragweld_tui.forms import apply_form, form_values
 from ragweld_tui.lag import LagProbe
-from ragweld_tui.operations import describe
+from ragweld_tui.operations import describe, gate_view
 from ragweld_tui.scoring import compare_rows, parse_line, ranks
+from ragweld_tui.widgets.event_log import describe_event
 from ragweld_tui.widgets.trajectory import TrajectoryChart
+from store import AlarmEvent, EvalEvent, EventRecord, PromotionEvent
 
 
 def test_format_elapsed_and_values() -> None:
@@ -113,3 +115,40 @@ def test_trajectory_buffer_is_bounded_and_keeps_best() -> None:
     chart.add_points([(0.0, 0.0, math.nan)])
     assert len(chart.points) <= 100 and chart.total == 1000
     assert chart.start == (0.0, 0.0, 10.0) and chart.best == chart.current == (999.0, -999.0, 10.0 - 9.99)
+
+
+def test_figures_mark_the_reference() -> None:
+    figures = {"tuned": 0.47, "baseline": 0.41, "first stage": 0.5}
+    assert figure_lines(figures, "first stage") == ["  tuned           0.47", "  baseline        0.41",
+                                                    "  first stage      0.5  ◂ to beat"]
+    assert figure_lines({}, "baseline") == ["  reference: baseline (no figure)"] and figure_lines({}, None) == []
+    assert figures_inline(figures, "baseline") == "tuned 0.47 · baseline 0.41 (to beat) · first stage 0.5"
+
+
+def test_gate_view_duck_types_decisions() -> None:
+    class Decision:
+        promote = False
+        reasons = ["below epsilon"]
+        figures = {"tuned": 0.4}
+        reference = "baseline"
+
+    view = gate_view(Decision())
+    assert (view.promote, view.reasons, view.figures, view.reference, view.metric, view.forced) == (
+        False, ["below epsilon"], {"tuned": 0.4}, "baseline", None, False)
+
+
+def test_event_log_lines_for_alarms_verdicts_and_timing() -> None:
+    def line(event: object) -> tuple[str, str]:
+        return describe_event(EventRecord(run_id="r", seq=1, ts=0.0, step=None, event=event))
+
+    alarm = AlarmEvent(kind="score_collapse", message="every dev score is alike", value=1e-6, threshold=1e-3)
+    assert line(alarm) == ("warning", "⚠ every dev score is alike (score collapse: 1.00e-06, limit 0.001)")
+    verdict = PromotionEvent(promoted=False, metric="mrr@10", figures={"tuned": 0.4, "baseline": 0.41},
+                             reference="baseline", reasons=["below epsilon"])
+    assert line(verdict) == ("warning",
+                             "not promoted on mrr@10 — tuned 0.4 · baseline 0.41 (to beat) — below epsilon")
+    forced = PromotionEvent(promoted=True, forced=True)
+    assert line(forced) == ("info", "promoted (forced)")
+    served = EvalEvent(metrics={"mrr@10": 0.5}, split="serving", adapter_run_id="r-1",
+                       timing={"latency_p50_ms": 12.0, "latency_p95_ms": 20.5, "pairs_per_s": 850.0})
+    assert line(served) == ("info", "serving r-1: mrr@10=0.5 · p50 12ms p95 20.5ms 850 pairs/s")
