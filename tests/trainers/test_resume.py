@@ -1,4 +1,5 @@
-"""Kill -9 a training run at a random step, resume it, and get the same adapter as an uninterrupted run."""
+"""Kill -9 a training run at a random step, resume it, and get the same adapter — and byte-identical
+TREC rankings of the first stage, the base and the tuned adapter — as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from store import RunStore
 from tests.trainers.run_helpers import REPO, run_cli, store_runs, write_config
+from tests.trainers.verdict_helpers import write_demo_beir
 from trainers.engine_base import read_state
 
 
@@ -41,14 +43,15 @@ async def wait_for_checkpoint(db: Path, min_step: int, timeout: float = 300) -> 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     settings = dict(max_steps=40, checkpoint_every=2, eval_every=20, auto_promote=False)
+    data = str(write_demo_beir(tmp_path / "data", n_queries=40))  # a corpus: first-stage candidates and TREC files
     whole = tmp_path / "whole"
     whole.mkdir()
-    assert run_cli("--run", str(write_config(whole, "torch", **settings))).returncode == 0
+    assert run_cli("--run", str(write_config(whole, "torch", data=data, **settings))).returncode == 0
     (reference,) = store_runs(whole / "db.sqlite")
 
     cut = tmp_path / "cut"
     cut.mkdir()
-    config = write_config(cut, "torch", **settings)
+    config = write_config(cut, "torch", data=data, **settings)
     proc = subprocess.Popen([sys.executable, "-m", "ragweld_tui.cli", "--run", str(config)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     try:
@@ -72,3 +75,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
         np.testing.assert_allclose(got.lora.modules[name][0], a, atol=1e-6)
         np.testing.assert_allclose(got.lora.modules[name][1], b, atol=1e-6)
     assert done.best is not None and abs(done.best - reference.best) <= 1e-6
+    files = sorted(p.name for p in (whole / "runs" / reference.id / "rankings").iterdir())
+    assert files == ["base.run", "first_stage.run", "qrels.txt", "tuned.run"]
+    for name in files:
+        expected_bytes = (whole / "runs" / reference.id / "rankings" / name).read_bytes()
+        assert (cut / "runs" / run_id / "rankings" / name).read_bytes() == expected_bytes, name
