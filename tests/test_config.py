@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ragweld_tui.config import load_config
+from ragweld_tui.config import AppConfig, load_config
 from ragweld_tui.errors import UserError
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
@@ -22,6 +22,8 @@ def test_the_shipped_config_is_valid_and_uses_the_embedded_default() -> None:
     config = load_config(REPO_CONFIG)
     assert config.model.base == "embedded:tiny-qwen3-reranker"
     assert config.prompt.max_length == 8192
+    # The shipped file documents the defaults: every value in it is the default.
+    assert config.model_dump() == AppConfig().model_dump()
 
 
 @pytest.mark.parametrize(("text", "message"), [
