@@ -18,7 +18,7 @@ import numpy as np
 from backends.batching import token_budget_batches
 from backends.prompt import PromptBuilder
 from trainers.data_model import Candidates, QueryExample
-from trainers.metrics import METRIC_NAMES, query_metrics, rank_order
+from trainers.metrics import evaluate_rankings, rank_order
 
 Ranking = list[tuple[str, float]]  # (document id, score), best first
 
@@ -40,14 +40,10 @@ class Evaluation:
 
 def _summarise(per_query: list[tuple[str, Candidates, np.ndarray]]) -> tuple[dict[str, float], dict[str, Ranking], float]:
     """Mean metrics, rankings in the evaluated (pessimistic-tie) order and the mean score spread."""
-    if not per_query:
-        raise ValueError("no queries to evaluate")
-    metrics, rankings, spreads = [], {}, []
-    for qid, cand, scores in per_query:
-        metrics.append(query_metrics(scores, cand.labels, cand.judged))
-        rankings[qid] = [(cand.ids[i], float(scores[i])) for i in rank_order(scores, cand.labels)]
-        spreads.append(float(np.std(scores)) if len(scores) > 1 else 0.0)
-    means = {name: float(np.mean([m[name] for m in metrics])) for name in METRIC_NAMES}
+    means = evaluate_rankings((scores, cand.labels, cand.judged) for _, cand, scores in per_query)
+    rankings = {qid: [(cand.ids[i], float(scores[i])) for i in rank_order(scores, cand.labels)]
+                for qid, cand, scores in per_query}
+    spreads = [float(np.std(scores)) if len(scores) > 1 else 0.0 for _, _, scores in per_query]
     return means, rankings, float(np.mean(spreads))
 
 

@@ -113,11 +113,10 @@ def query_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[float] 
     }
 
 
-RankedQuery = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
+Values = Sequence[float] | np.ndarray
 
 
-def evaluate_rankings(queries: Iterable[RankedQuery | tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray,
-                                                            Sequence[float] | np.ndarray | None]]) -> dict[str, float]:
+def evaluate_rankings(queries: Iterable[tuple[Values, Values] | tuple[Values, Values, Values | None]]) -> dict[str, float]:
     """Mean of each metric over queries given as (scores, labels) or (scores, labels, judged);
     keys exactly METRIC_NAMES."""
     per_query = [query_metrics(*query) for query in queries]

@@ -24,7 +24,8 @@ def test_run_on_cisi_end_to_end(tmp_path: Path, backend: str, weights: str) -> N
     assert "mrr@10" in result.stdout and "promotion:" in result.stdout
     # first stage → base → tuned on the same BM25 candidates, with rerank latency and throughput.
     assert "dev candidates: bm25 top 100" in result.stdout
-    table = result.stdout[result.stdout.index("\nsystem"):].splitlines()[1:]
+    lines = result.stdout.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("system")) + 1:]
     assert [row.split()[0] for row in table[:3]] == ["first", "base", "tuned"]
     assert all(col in result.stdout for col in ("p50 ms", "p95 ms", "pairs/s"))
     (run,) = store_runs(tmp_path / "db.sqlite")
