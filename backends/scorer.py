@@ -18,23 +18,9 @@ from backends.adapters import LoraWeights, check_compatible, read_adapter, verif
 from backends.base import Score, ScoringEngine, sigmoid
 from backends.batching import token_budget_batches
 from backends.models import base_fingerprint, resolve_model
-from backends.prompt import DEFAULT_INSTRUCTION, PromptBuilder, resolve_answer_ids, template_fingerprint
+from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
-
-
-@dataclass(frozen=True)
-class ScorerSettings:
-    """Everything needed to build a Reranker; mirrors the [model], [prompt] and [scoring] config."""
-
-    model: str
-    backend: str = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    instruction: str = DEFAULT_INSTRUCTION
-    max_length: int = 8192
-    token_budget: int = 16384
-    max_batch_size: int = 64
-    trust_remote_code: bool = False
+from backends.settings import ScorerSettings
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 
 from backends.chat_template import encode_chat
 from backends.embedded import EMBEDDED_MODELS, write_tiny_qwen3
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from trainers.chat_demo import make_chat_demo
 from trainers.chat_engine import ChatBatch
 
@@ -72,7 +72,7 @@ def train_config(args: argparse.Namespace) -> tuple[LoraConfig, TrainConfig]:
 
 
 def ours(backend: str, model_dir: Path, batches: list[ChatBatch], args: argparse.Namespace, all_targets: bool) -> float:
-    from trainers.chat_engine import make_chat_engine
+    from trainers.engines import make_chat_engine
 
     lora, train = train_config(args)
     engine = make_chat_engine(backend, model_dir, lora, train, pad_id=0)

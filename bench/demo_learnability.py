@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
 
     from backends.prompt import PromptBuilder, resolve_answer_ids
-    from ragweld_tui.config import DataConfig, LoraConfig, TrainConfig
+    from trainers.settings import DataConfig, LoraConfig, TrainConfig
     from trainers.demo_data import make_demo_dataset
-    from trainers.engine_base import make_train_engine
+    from trainers.engines import make_train_engine
     from trainers.evaluation import evaluate_queries
     from trainers.run_plan import make_batches
     from trainers.splits import TrainStream, split_for_config

@@ -28,6 +28,7 @@ from ragweld_tui.screens.repl import ReplScreen
 from ragweld_tui.screens.runs import RunsScreen
 from ragweld_tui.screens.scatter import ScatterScreen
 from store import RunRecord, RunStore, StoreError
+from store.settings import store_location
 
 
 class RagweldApp(App[None]):
@@ -240,6 +241,5 @@ def make_app(config: AppConfig | None = None, db_path: Path | str | None = None,
     the configured store uses `[store].runs_root`.
     """
     config = config or load_config(None)
-    if db_path:
-        return RagweldApp(config, Path(db_path).expanduser(), runs_root=None, **options)  # type: ignore[arg-type]
-    return RagweldApp(config, config.store_path(), runs_root=config.runs_root(), **options)  # type: ignore[arg-type]
+    path, runs_root = store_location(config.store, db_path)
+    return RagweldApp(config, path, runs_root=runs_root, **options)  # type: ignore[arg-type]

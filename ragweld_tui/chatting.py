@@ -15,17 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragweld_tui.config import EMBEDDED_CHAT, AppConfig
-
-
-def chat_model(config: AppConfig) -> str:
-    """The base to chat with: an agent config's base, else the embedded chat model."""
-    return config.model.base if config.train.kind == "agent" else EMBEDDED_CHAT
-
-
-def agent_adapter_dir(config: AppConfig) -> Path:
-    """Where promotion puts the active agent adapter (beside the reranker's, as trainers.promotion does)."""
-    return config.active_adapter_dir().parent / "agent"
+from ragweld_tui.config import AppConfig
 
 
 @dataclass
@@ -40,11 +30,11 @@ class AgentChat:
 
     def describe(self) -> str:
         """One line naming the chat model, backend and adapter."""
-        folder = agent_adapter_dir(self.config)
+        folder = self.config.active_adapter_dir("agent")
         adapter = str(folder) if (folder / "manifest.json").is_file() else f"none ({folder} has no adapter)"
         if self._service is not None and self._service.last_adapter_error:
             adapter += f" (refused: {self._service.last_adapter_error})"
-        return (f"model {chat_model(self.config)} · backend {self.backend or self.config.model.backend} · "
+        return (f"model {self.config.chat_model()} · backend {self.backend or self.config.model.backend} · "
                 f"adapter {adapter} · {len(self.history) // 2} turns")
 
     async def _ensure(self) -> Any:

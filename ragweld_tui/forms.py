@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ragweld_tui.config import AGENT_METRICS, RERANKER_METRICS, AppConfig, parse_config
+from trainers.settings import AGENT_METRICS, RERANKER_METRICS
+from ragweld_tui.config import AppConfig, parse_config
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from ragweld_tui.commands.common import user_errors
 from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore
@@ -81,8 +82,9 @@ async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry,
     cancel = threading.Event()
     registry.active += 1
     try:
-        outcome = await run(config, store, cancel, resume_run_id=resume_run_id,
-                            on_run_created=lambda run_id: registry.register(run_id, cancel))
+        with user_errors():  # a bad data file is the user's mistake: one line, not a crash
+            outcome = await run(config, store, cancel, resume_run_id=resume_run_id,
+                                on_run_created=lambda run_id: registry.register(run_id, cancel))
         return outcome.run_id
     finally:
         registry.active -= 1

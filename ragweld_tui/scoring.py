@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ragweld_tui.config import EMBEDDED_RERANKER, AppConfig
+from backends.settings import scorer_settings
+from ragweld_tui.config import AppConfig
 
 REPL_HELP = """\
 [b]Reranker mode[/b]: type [i]query | document | document …[/i] and press enter.
@@ -25,11 +26,6 @@ REPL_HELP = """\
 /mode [reranker|agent] switch mode          /reset  new agent conversation
 /clear                 clear the transcript      /help  this text
 up/down: history · escape: leave the prompt (then 1-4 switch views, ? help)"""
-
-
-def rerank_model(config: AppConfig) -> str:
-    """The reranker to score with: a reranker config's base, else the embedded reranker."""
-    return config.model.base if config.train.kind == "reranker" else EMBEDDED_RERANKER
 
 
 @dataclass(frozen=True)
@@ -105,18 +101,14 @@ class ScorerPair:
         wanted = "none" if not self.use_adapter else str(self.adapter or self.config.active_adapter_dir())
         adapter = str(folder) if folder else f"none ({wanted} has no adapter)" if self.use_adapter else "none"
         backend = self.backend or self.config.model.backend
-        return f"model {rerank_model(self.config)} · backend {backend} · adapter {adapter}"
+        return f"model {self.config.rerank_model()} · backend {backend} · adapter {adapter}"
 
     async def _services(self) -> tuple[Any, Any]:
         if self._base is None:
             service = await asyncio.to_thread(importlib.import_module, "backends.service")
-            scorer = await asyncio.to_thread(importlib.import_module, "backends.scorer")
             cfg = self.config
-            settings = scorer.ScorerSettings(
-                model=rerank_model(cfg), backend=self.backend or cfg.model.backend, device=cfg.model.device,
-                dtype=cfg.model.dtype, instruction=cfg.prompt.instruction, max_length=cfg.prompt.max_length,
-                token_budget=cfg.scoring.token_budget, max_batch_size=cfg.scoring.max_batch_size,
-                trust_remote_code=cfg.model.trust_remote_code)
+            settings = replace(scorer_settings(cfg.model, cfg.prompt, cfg.scoring, cfg.rerank_model()),
+                               backend=self.backend or cfg.model.backend)
             self._base = service.RerankService(settings, None)
             folder = self.adapter_dir()
             self._tuned = None if folder is None else service.RerankService(

@@ -18,6 +18,7 @@ from store.errors import (
 from store.events import (
     AlarmEvent,
     CheckpointEvent,
+    DatasetEvent,
     EvalEvent,
     Event,
     EventRecord,
@@ -36,6 +37,7 @@ __all__ = [
     "AlarmEvent",
     "ArtifactRecord",
     "CheckpointEvent",
+    "DatasetEvent",
     "EvalEvent",
     "Event",
     "EventRecord",

@@ -100,6 +100,22 @@ class AlarmEvent(_EventBase):
     threshold: float
 
 
+class DatasetEvent(_EventBase):
+    """What a run trains and evaluates on, as the loader reported it: the screens read this, never
+    the log text. `counts` holds the loader's numbers by name (queries, positives, negatives,
+    conversations, dropped rows...), `train`/`dev` the split sizes in queries or conversations."""
+
+    type: Literal["dataset"] = "dataset"
+    source: str
+    format: str
+    fingerprint: str
+    summary: str
+    counts: dict[str, int] = Field(default_factory=dict)
+    train: int = 0
+    dev: int = 0
+    dev_candidates: str = ""
+
+
 class PromotionEvent(_EventBase):
     """A promotion verdict on this run: every figure compared, the one it had to beat, the reasons.
 
@@ -117,7 +133,8 @@ class PromotionEvent(_EventBase):
 
 
 Event = Annotated[
-    MetricsEvent | EvalEvent | TelemetryEvent | LogEvent | StateEvent | CheckpointEvent | AlarmEvent | PromotionEvent,
+    MetricsEvent | EvalEvent | TelemetryEvent | LogEvent | StateEvent | CheckpointEvent | AlarmEvent | DatasetEvent
+    | PromotionEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -84,7 +84,7 @@ class RunStore:
         self._reader = reader
         self._lock = asyncio.Lock()
         self._host = socket.gethostname()
-        self._writers: set[EventWriter] = set()  # started writers, closed (flushed) before the store
+        self._writers: set[EventWriter] = set()  # open writers, closed (flushed) before the store
 
     @classmethod
     async def open(
@@ -429,8 +429,13 @@ class RunStore:
     # -- events -------------------------------------------------------------------------------
 
     def writer(self, run_id: str, **options: Any) -> EventWriter:
-        """A batched EventWriter for one run; use `async with store.writer(run_id) as w:`."""
-        return EventWriter(self, validate_run_id(run_id), **options)
+        """A batched EventWriter for one run; use `async with store.writer(run_id) as w:`.
+
+        The store keeps it until it closes, so `close()` flushes every writer still open.
+        """
+        writer = EventWriter(self, validate_run_id(run_id), on_close=self._writers.discard, **options)
+        self._writers.add(writer)
+        return writer
 
     async def append_events(self, run_id: str, events: Sequence[Event | tuple[Event, int | None]]) -> int:
         """Append events in one transaction (no batching) and return the last committed seq."""

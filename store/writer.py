@@ -14,15 +14,30 @@ import collections
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import aiosqlite
 
 from store.append import PendingEvent, append_batch, pending
 from store.errors import StoreError
 from store.events import Event
+from store.models import RunRecord
 
-if TYPE_CHECKING:
-    from store.models import RunRecord
-    from store.runs import RunStore
+
+class WriterHost(Protocol):
+    """What an EventWriter needs of its store (`RunStore` is one): transactions, the last committed
+    seq, the heartbeat and status changes. A protocol, so the writer does not import the store."""
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
+    async def last_seq(self, run_id: str) -> int: ...
+
+    async def heartbeat(self, run_id: str) -> None: ...
+
+    async def set_status(self, run_id: str, status: str, error: str | None = None,
+                         reason: str | None = None) -> RunRecord: ...
 
 LOG = logging.getLogger(__name__)
 HEARTBEAT_MIN_S = 1.0
@@ -37,9 +52,10 @@ class EventWriter:
 
     def __init__(
         self,
-        store: RunStore,
+        store: WriterHost,
         run_id: str,
         *,
+        on_close: Callable[[EventWriter], Any] | None = None,
         flush_interval_s: float = 0.25,
         max_batch: int = 512,
         heartbeat_interval_s: float = 5.0,
@@ -49,6 +65,7 @@ class EventWriter:
             raise ValueError("need max_batch >= 1, max_pending >= max_batch and flush_interval_s > 0")
         self.store = store
         self.run_id = run_id
+        self._on_close = on_close
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -84,7 +101,6 @@ class EventWriter:
         self._loop_thread = threading.get_ident()
         self._last_committed = await self.store.last_seq(self.run_id)
         self._task = asyncio.create_task(self._run(), name=f"event-writer-{self.run_id}")
-        self.store._writers.add(self)
         return self
 
     async def __aenter__(self) -> EventWriter:
@@ -189,7 +205,8 @@ class EventWriter:
         self._wake.set()
         await self._task
         self._space.set()
-        self.store._writers.discard(self)
+        if self._on_close is not None:
+            self._on_close(self)
         return await self.flush()
 
     async def set_status(self, status: str, error: str | None = None, reason: str | None = None) -> RunRecord:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ragweld_tui.config import AppConfig, load_config
+from trainers.settings import AppConfig
+from ragweld_tui.config import load_config
 from ragweld_tui.errors import UserError
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"

@@ -18,11 +18,15 @@ from backends.adapters import LoraWeights
 from backends.chat_template import IM_END, IM_START, EncodedChat, chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.select import choose_backend
-from ragweld_tui.config import AppConfig
+from trainers.settings import AppConfig
 from trainers.artifacts import lora_num_layers, write_adapter_folder
 from trainers.chat_batches import ChatStream, dev_batches, micro_batches, tokenize_chats
-from trainers.chat_data import ChatDataset, load_chat_dataset, split_chats
-from trainers.chat_engine import ChatBatch, make_chat_engine
+from store import DatasetEvent
+from trainers.chat_data import ChatDataset, split_chats
+from trainers.data_model import dataset_event
+from trainers.chat_datasets import load_chat_dataset
+from trainers.chat_engine import ChatBatch
+from trainers.engines import make_chat_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation
 from trainers.serving_check import lora_config_for
@@ -100,6 +104,10 @@ class AgentPlan:
     @property
     def dataset_fingerprint(self) -> str:
         return self.dataset.fingerprint
+
+    def dataset_event(self) -> DatasetEvent:
+        return dataset_event(self.dataset.report, self.dataset.fingerprint, len(self.train_rows), len(self.dev_rows),
+                             n_cut=self.n_cut, n_dropped=self.n_dropped)
 
     def describe(self) -> list[str]:
         lines = [self.dataset.report.summary(),

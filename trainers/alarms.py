@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragweld_tui.config import TrainConfig
+from trainers.settings import TrainConfig
 from store import AlarmEvent
 from trainers.evaluation import Evaluation
 from trainers.metrics import improvement

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from backends.adapters import LoraWeights, Manifest, write_manifest, write_mlx_adapter, write_peft_adapter
-from ragweld_tui.config import LoraConfig
+from trainers.settings import LoraConfig
 
 
 def lora_num_layers(model_dir: Path, lora: LoraConfig) -> int:

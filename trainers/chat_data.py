@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.chat_template import ChatFormatError, check_messages
-from ragweld_tui.config import DataConfig
 from trainers.errors import DataError
 from trainers.jsonl import iter_jsonl, string_field
 
@@ -114,23 +113,6 @@ def make_chat_dataset(examples: Sequence[ChatExample], *, source: str, format: s
     report = ChatReport(source, format, len(examples), forms.count("messages"), forms.count("prompt_completion"),
                         sum(assistant_turns), sum(1 for n in assistant_turns if n > 1))
     return ChatDataset(list(examples), report, fingerprint_chats(examples))
-
-
-def load_chat_dataset(data: DataConfig) -> ChatDataset:
-    """The agent's data a config names: a chat JSONL file, or (no path) the bundled demo."""
-    if data.format not in ("auto", "chat"):
-        raise DataError(f"data.format = {data.format!r} is reranker data; an agent run needs chat JSONL "
-                        "(data.format = 'chat')")
-    if data.path is None:
-        from trainers.chat_demo import make_chat_demo
-
-        return make_chat_demo()
-    path = Path(data.path).expanduser()
-    if not path.exists():
-        raise DataError("data path not found", path)
-    if not path.is_file():
-        raise DataError("chat data must be a JSONL file", path)
-    return load_chat_jsonl(path)
 
 
 def split_chats(examples: Sequence[ChatExample], dev_fraction: float, seed: int) -> tuple[list[ChatExample], list[ChatExample]]:

@@ -1,4 +1,4 @@
-"""The chat (causal LM) training engine protocol, its batch type, the reference loss and the factory.
+"""The chat (causal LM) training engine protocol, its batch type and the reference loss.
 
 A chat engine is the shared LoRA core (`trainers.lora_torch` / `trainers.lora_mlx`) with a
 next-token cross-entropy summed over the target tokens of each row — the assistant tokens that
@@ -9,16 +9,11 @@ the hidden states are gathered first, so a 151k-token head never produces logits
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from backends.adapters import LoraWeights
-from trainers.engine_base import StepStats
-
-if TYPE_CHECKING:
-    from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.engine_base import TrainEngine
 
 
 @dataclass(frozen=True)
@@ -64,39 +59,10 @@ def reference_nll_sum(logits: np.ndarray, batch: ChatBatch) -> float:
     return float(np.sum(lse - flat[np.arange(len(tgt)), tgt]))
 
 
-class ChatTrainEngine(Protocol):
-    """A base causal LM with trainable LoRA layers, trained on next-token loss of assistant tokens."""
-
-    backend: str
-    step: int
-
-    def train_step(self, micro_batches: list[ChatBatch]) -> StepStats:
-        """One AdamW update from all micro-batches; the loss is the mean over all their target tokens."""
-        ...
+class ChatTrainEngine(TrainEngine[ChatBatch], Protocol):
+    """A base causal LM with trainable LoRA layers, trained on next-token loss of assistant tokens
+    (`train_step`'s loss is the mean over all the micro-batches' target tokens)."""
 
     def nll(self, batch: ChatBatch) -> tuple[float, int]:
         """(Σ −log p over the batch's targets, number of targets) with the current adapter, no dropout."""
         ...
-
-    def lora_weights(self) -> LoraWeights: ...
-
-    def trainable_vector(self) -> np.ndarray: ...
-
-    def save_state(self, folder: Path) -> None: ...
-
-    def load_state(self, folder: Path) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def make_chat_engine(backend: str, model_dir: Path, lora: LoraConfig, train: TrainConfig, pad_id: int, *,
-                     seed: int | None = None, init_lora: LoraWeights | None = None,
-                     device: str = "cpu") -> ChatTrainEngine:
-    """Build the chat engine of `backend` ("torch" or "mlx"), importing only that framework."""
-    if backend == "torch":
-        from trainers.chat_engine_torch import TorchChatEngine
-        return TorchChatEngine(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device)
-    if backend == "mlx":
-        from trainers.chat_engine_mlx import MlxChatEngine
-        return MlxChatEngine(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device)
-    raise ValueError(f"unknown training backend {backend!r}; expected 'torch' or 'mlx'")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from store import DatasetEvent
 
 FINGERPRINT_CHARS = 16
 
@@ -180,3 +183,12 @@ def make_dataset(examples: Sequence[QueryExample], *, source: str, format: str, 
         n_false_negatives_dropped=n_false_negatives_dropped,
     )
     return RerankDataset(examples=kept, report=report, fingerprint=fingerprint_examples(kept))
+
+
+def dataset_event(report: Any, fingerprint: str, train: int, dev: int, dev_candidates: str = "",
+                  **extra_counts: int) -> DatasetEvent:
+    """The typed dataset summary of a run from a loader's report dataclass (its int fields become
+    `counts`, with `extra_counts` added: what the plan itself left out)."""
+    counts = {k: v for k, v in asdict(report).items() if isinstance(v, int) and not isinstance(v, bool)}
+    return DatasetEvent(source=report.source, format=report.format, fingerprint=fingerprint, summary=report.summary(),
+                        counts=counts | extra_counts, train=train, dev=dev, dev_candidates=dev_candidates)

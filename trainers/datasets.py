@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragweld_tui.config import DataConfig, EvalConfig
+from trainers.settings import DataConfig, EvalConfig
 from trainers.data_beir import load_beir
 from trainers.data_model import DataReport, QueryExample, RerankDataset, fingerprint_examples
 from trainers.data_triplets import load_triplets

@@ -1,4 +1,5 @@
-"""The LoRA training-engine protocol for rerankers, and the pure helpers both backends share.
+"""The LoRA training-engine protocols (any kind, and the reranker's), and the pure helpers both
+backends share.
 
 An engine owns one base model with LoRA layers, an AdamW optimizer and the step count. The trainer
 hands it micro-batches of token rows; it returns step statistics, log-odds for evaluation, and the
@@ -12,15 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from backends.adapters import LoraWeights
 from trainers.losses import examples_in
-
-if TYPE_CHECKING:
-    from ragweld_tui.config import LoraConfig, TrainConfig
 
 STATE_VERSION = 1
 STATE_JSON, ADAPTER_FILE, OPTIMIZER_FILE = "state.json", "lora.safetensors", "optimizer.safetensors"
@@ -57,18 +55,18 @@ class StepStats:
     seconds: float
 
 
-class RerankTrainEngine(Protocol):
-    """A base model with trainable LoRA layers, trained on yes−no log-odds at each row's last token."""
+BatchT = TypeVar("BatchT", contravariant=True)
+
+
+class TrainEngine(Protocol[BatchT]):
+    """A base model with trainable LoRA layers and its optimizer, for any run kind: what the run loop
+    drives. `BatchT` is the kind's micro-batch (`Batch` for rerankers, `ChatBatch` for the agent)."""
 
     backend: str
     step: int
 
-    def train_step(self, micro_batches: list[Batch]) -> StepStats:
+    def train_step(self, micro_batches: list[BatchT]) -> StepStats:
         """One AdamW update from all micro-batches together, exactly as if they were one batch."""
-        ...
-
-    def logodds(self, rows: list[list[int]]) -> np.ndarray:
-        """logit_yes − logit_no per row with the current adapter (no gradients, no dropout)."""
         ...
 
     def lora_weights(self) -> LoraWeights:
@@ -89,6 +87,14 @@ class RerankTrainEngine(Protocol):
 
     def close(self) -> None:
         """Release the model's memory."""
+        ...
+
+
+class RerankTrainEngine(TrainEngine[Batch], Protocol):
+    """A reranker engine: trained on yes−no log-odds at each row's last token."""
+
+    def logodds(self, rows: list[list[int]]) -> np.ndarray:
+        """logit_yes − logit_no per row with the current adapter (no gradients, no dropout)."""
         ...
 
 
@@ -210,18 +216,3 @@ def read_state(folder: Path) -> TrainState:
     lora = LoraWeights(modules, float(meta["scale"]), int(meta["rank"]), float(meta["dropout"]))
     return TrainState(meta["backend"], int(meta["step"]), int(meta["seed"]), lora,
                       load_file(str(folder / OPTIMIZER_FILE)))
-
-
-def make_train_engine(backend: str, model_dir: Path, lora: LoraConfig, train: TrainConfig,
-                      answer_ids: tuple[int, int], pad_id: int, *, seed: int | None = None,
-                      init_lora: LoraWeights | None = None, device: str = "cpu") -> RerankTrainEngine:
-    """Build the engine of `backend` ("torch" or "mlx"), importing only that framework."""
-    if backend == "torch":
-        from trainers.engine_torch import TorchTrainEngine
-        return TorchTrainEngine(model_dir, lora, train, answer_ids, pad_id, seed=seed, init_lora=init_lora,
-                                device=device)
-    if backend == "mlx":
-        from trainers.engine_mlx import MlxTrainEngine
-        return MlxTrainEngine(model_dir, lora, train, answer_ids, pad_id, seed=seed, init_lora=init_lora,
-                              device=device)
-    raise ValueError(f"unknown training backend {backend!r}; expected 'torch' or 'mlx'")

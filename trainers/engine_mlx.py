@@ -16,7 +16,7 @@ import numpy as np
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import MlxWorker, mlx_worker, pinned
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows
 from trainers.lora_mlx import MlxLoraEngine
 

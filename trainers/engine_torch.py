@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows
 from trainers.lora_torch import TorchLoraEngine
 

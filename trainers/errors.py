@@ -1,17 +1,15 @@
 """Errors raised by the trainers' data side.
 
-`DataError` is both a `ValueError` (a bad value in the user's data) and a `UserError`, so the CLI
-prints its one line and exits with code 2 instead of showing a traceback.
+`DataError` is a `ValueError` (a bad value in the user's data) that names the file and line; the
+CLI and the TUI turn it into one line and exit code 2 (`ragweld_tui.commands.common.user_errors`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ragweld_tui.errors import UserError
 
-
-class DataError(UserError, ValueError):
+class DataError(ValueError):
     """A problem in a data file; the message starts with `file:line:` when a line is to blame."""
 
     def __init__(self, message: str, path: Path | str | None = None, line: int | None = None) -> None:

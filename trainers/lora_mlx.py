@@ -21,7 +21,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import pinned
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)

@@ -21,7 +21,7 @@ from backends.adapters import Manifest
 from backends.chat_template import chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
-from ragweld_tui.config import AppConfig
+from trainers.settings import AppConfig
 from store import PromotionEvent, RunRecord, RunStore
 from trainers.errors import DataError
 from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
@@ -115,12 +115,6 @@ def run_adapter_dir(store: RunStore, run_id: str) -> Path:
     return store.artifact_path(run_id, ADAPTER_SUBDIR)
 
 
-def active_path(config: AppConfig, kind: str) -> Path:
-    """The active adapter path of a run kind (the reranker's is [serving].active_adapter)."""
-    reranker_path = config.active_adapter_dir()
-    return reranker_path if kind == "reranker" else reranker_path.parent / kind
-
-
 def template_fingerprint_for(kind: str) -> str:
     """The prompt format an adapter of this kind must have been trained with: the reranker prompt,
     or the Qwen3 chat template (thinking off) for the agent."""
@@ -175,7 +169,7 @@ async def _serving_figure(store: RunStore, config: AppConfig, run: RunRecord) ->
     except (ValidationError, DataError, ValueError, OSError) as exc:
         note = f"the serving adapter (run {serving_run}) could not be evaluated on this run's dev set: {exc}"
         return serving_run, None, note
-    reference = await asyncio.to_thread(evaluate_serving, plan, active_path(config, run.kind), serving_run)
+    reference = await asyncio.to_thread(evaluate_serving, plan, config.active_adapter_dir(run.kind), serving_run)
     value = None if reference.evaluation is None else reference.evaluation.metrics[plan.primary_metric]
     await store.set_serving_reference(run.id, serving_run, value, reference.note)
     return serving_run, value, reference.note
@@ -192,7 +186,7 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     if not decision.promote:
         raise PromotionRefused(decision)
     run = await store.get_run(run_id)
-    active = active_path(config, run.kind)
+    active = config.active_adapter_dir(run.kind)
     target = await asyncio.to_thread(install_version, run_adapter_dir(store, run_id), active, run_id)
     replaced = await store.active_run(run.kind)
     await asyncio.to_thread(point_active, active, target)
@@ -209,7 +203,7 @@ async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -
     if current.run_id is None:
         raise PromotionRefused(f"the base model is already the active {kind}; nothing to roll back")
     previous = current.replaced_run_id
-    active = active_path(config, kind)
+    active = config.active_adapter_dir(kind)
     if previous is None:
         await asyncio.to_thread(point_active, active, None)
         await store.clear_promotion(kind, current.run_id, f"rollback of {current.run_id} to the base model")

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backends.adapters import LoraWeights
-from ragweld_tui.config import AppConfig
-from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from trainers.settings import AppConfig
+from store import CheckpointEvent, DatasetEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.evaluation import Evaluation
 from trainers.metrics import METRIC_GOALS
-from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, active_path, promote
+from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, promote
 from trainers.serving_check import ServingReference, evaluate_serving
 from trainers.trec import RANKINGS_DIR, write_qrels, write_run
 
@@ -60,6 +60,10 @@ class TrainingPlan(Protocol):
     @property
     def candidates_note(self) -> str:
         """What the dev set is (for the results table): the first stage and its k, or the data's lists."""
+        ...
+
+    def dataset_event(self) -> DatasetEvent:
+        """The typed summary of the run's data and split, for the screens."""
         ...
 
     def describe(self) -> list[str]:
@@ -228,6 +232,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
     run_dir = store.artifact_path(run_id, ADAPTER_SUBDIR).parent
     run_dir.mkdir(parents=True, exist_ok=True)
     outcome.candidates_note = plan.candidates_note
+    writer.emit(plan.dataset_event())
     for line in plan.describe():
         writer.emit(LogEvent(message=line))
     engine = await asyncio.to_thread(plan.make_engine)
@@ -247,7 +252,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             await asyncio.to_thread(save_file, {"origin": origin}, str(run_dir / ORIGIN))
         project = Projector(origin, train.seed)
         if not tracker.baseline:
-            await _references(plan, engine, tracker, writer, run_dir, run_id)
+            await _references(store, plan, engine, tracker, writer, run_dir, run_id)
         alarms = AlarmState(**tracker.alarm_state)
         while tracker.step < train.max_steps:
             if cancel.is_set():
@@ -271,11 +276,11 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             raised = check_divergence(alarms, stats.loss, tracker.step, train)
             evaluated = None
             if tracker.step % train.eval_every == 0 or tracker.step == train.max_steps:
-                evaluation = await _evaluate(plan, engine, tracker, writer, run_dir, run_id)
+                evaluation = await _evaluate(store, plan, engine, tracker, writer, run_dir, run_id)
                 evaluated = evaluation.metrics
                 raised += check_evaluation(alarms, evaluation, tracker.baseline, metric, train)
             tracker.alarm_state = asdict(alarms)
-            await _raise_alarms(raised, writer, run_id, outcome)
+            await _raise_alarms(store, raised, writer, run_id, outcome)
             if on_progress:
                 on_progress(ProgressUpdate(tracker.step, train.max_steps, stats.loss,
                                            tracker.train_seconds, rate, evaluated, [a.message for a in raised]))
@@ -302,7 +307,8 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
         await asyncio.to_thread(engine.close)
 
 
-async def _references(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> None:
+async def _references(store: RunStore, plan: TrainingPlan, engine: TrainEngine, tracker: _Tracker, writer: EventWriter,
+                      run_dir: Path, run_id: str) -> None:
     """Before training: the first stage's and the base model's dev figures, and their rankings."""
     metric = plan.primary_metric
     rankings = run_dir / RANKINGS_DIR
@@ -310,19 +316,20 @@ async def _references(plan: TrainingPlan, engine, tracker: _Tracker, writer, run
     if first is not None:
         tracker.first_stage = first.metrics
         writer.emit(EvalEvent(metrics=first.metrics, split="first_stage"), step=0)
-        await writer.store.set_first_stage(run_id, first.metrics[metric])
+        await store.set_first_stage(run_id, first.metrics[metric])
         await asyncio.to_thread(write_run, rankings, "first_stage", first.rankings)
     base = await asyncio.to_thread(plan.evaluate, engine)
     tracker.baseline, tracker.baseline_timing = base.metrics, base.timing
     writer.emit(EvalEvent(metrics=base.metrics, split="baseline", timing=base.timing), step=0)
-    await writer.store.set_baseline(run_id, base.metrics[metric])
+    await store.set_baseline(run_id, base.metrics[metric])
     qrels = plan.qrels()
     if qrels is not None:
         await asyncio.to_thread(write_run, rankings, "base", base.rankings)
         await asyncio.to_thread(write_qrels, rankings, qrels)
 
 
-async def _evaluate(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_dir: Path, run_id: str) -> Evaluation:
+async def _evaluate(store: RunStore, plan: TrainingPlan, engine: TrainEngine, tracker: _Tracker, writer: EventWriter,
+                    run_dir: Path, run_id: str) -> Evaluation:
     metric = plan.primary_metric
     evaluation = await asyncio.to_thread(plan.evaluate, engine)
     metrics = evaluation.metrics
@@ -335,19 +342,20 @@ async def _evaluate(plan: TrainingPlan, engine, tracker: _Tracker, writer, run_d
         await asyncio.to_thread(plan.write_adapter, run_dir / ADAPTER_SUBDIR, lora, run_id, metrics)
         if evaluation.rankings:
             await asyncio.to_thread(write_run, run_dir / RANKINGS_DIR, "tuned", evaluation.rankings)
-        await writer.store.set_best(run_id, metrics[metric])
+        await store.set_best(run_id, metrics[metric])
     else:
         tracker.bad_evals += 1
     return evaluation
 
 
-async def _raise_alarms(raised: list[Alarm], writer, run_id: str, outcome: RunOutcome) -> None:
+async def _raise_alarms(store: RunStore, raised: list[Alarm], writer: EventWriter, run_id: str,
+                       outcome: RunOutcome) -> None:
     """Record new alarms: a typed event each, and the latest on the run for the runs list."""
     for alarm in raised:
         writer.emit(alarm.event())
         outcome.alarms.append(alarm.message)
     if raised:
-        await writer.store.set_alarm(run_id, raised[-1].message)
+        await store.set_alarm(run_id, raised[-1].message)
 
 
 async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingPlan, writer, run_dir: Path,
@@ -357,7 +365,7 @@ async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingP
     serving_run = await store.active_run(plan.kind)
     if serving_run is None or serving_run == run_id:
         return None
-    folder = active_path(config, plan.kind)
+    folder = config.active_adapter_dir(plan.kind)
     reference = await asyncio.to_thread(evaluate_serving, plan, folder, serving_run)
     value = None
     if reference.evaluation is not None:

@@ -15,10 +15,13 @@ from backends.adapters import LoraWeights
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import PromptBuilder, PromptError, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
-from ragweld_tui.config import AppConfig
+from trainers.settings import AppConfig
 from trainers.artifacts import lora_num_layers, write_adapter_folder
+from store import DatasetEvent
+from trainers.data_model import dataset_event
 from trainers.datasets import load_dataset
-from trainers.engine_base import Batch, make_train_engine
+from trainers.engine_base import Batch
+from trainers.engines import make_train_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation, dev_qrels, evaluate_first_stage, evaluate_queries
 from trainers.serving_check import lora_config_for
@@ -122,6 +125,10 @@ class RunPlan:
         """What each dev query is ranked over, for the results table."""
         stage = self.dataset.report.first_stage
         return f"dev candidates: {stage}" if stage else "dev candidates: the data's own lists (no first stage)"
+
+    def dataset_event(self) -> DatasetEvent:
+        return dataset_event(self.dataset.report, self.dataset.fingerprint, len(self.split.train), len(self.split.dev),
+                             self.dataset.report.first_stage, n_too_long=self.n_too_long)
 
     def describe(self) -> list[str]:
         lines = [self.dataset.report.summary(),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.adapters import AdapterError, LoraWeights, read_adapter, verify_adapter
-from ragweld_tui.config import LoraConfig
+from trainers.settings import LoraConfig
 from trainers.evaluation import Evaluation
 
 

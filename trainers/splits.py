@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from ragweld_tui.config import DataConfig, TrainConfig
+from trainers.settings import DataConfig, TrainConfig
 from trainers.data_model import QueryExample
 from trainers.errors import DataError
 

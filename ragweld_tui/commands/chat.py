@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ragweld_tui.commands.common import config_from_args, user_errors
-from ragweld_tui.config import EMBEDDED_CHAT, AppConfig
+from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
 
 HELP = "commands: /reset (new conversation), /exit (leave), /help"
@@ -34,13 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.set_defaults(handler=lambda args: asyncio.run(_chat(args)))
 
 
-def chat_model(config: AppConfig, override: str | None = None) -> str:
-    """The base to chat with: `override`, else an agent config's base, else the embedded chat model."""
-    if override:
-        return override
-    return config.model.base if config.train.kind == "agent" else EMBEDDED_CHAT
-
-
 def make_agent_service(config: AppConfig, adapter: Path | None | str = "active", model: str | None = None,
                        sampling: dict | None = None):
     """An `AgentService` for a config: its chat model, the active agent adapter ("active", followed
@@ -53,16 +46,14 @@ def make_agent_service(config: AppConfig, adapter: Path | None | str = "active",
     from backends.generator import GeneratorSettings
 
     if adapter == "active":
-        from trainers.promotion import active_path
-
-        adapter = active_path(config, "agent")
+        adapter = config.active_adapter_dir("agent")
     c, given = config.chat, {k: v for k, v in (sampling or {}).items() if v is not None}
     try:
         defaults = SamplingParams(given.get("temperature", c.temperature), given.get("top_p", c.top_p),
                                   given.get("max_tokens", c.max_tokens), given.get("seed"))
     except ChatInputError as exc:
         raise UserError(str(exc)) from None
-    settings = GeneratorSettings(chat_model(config, model), config.model.backend, config.model.device,
+    settings = GeneratorSettings(config.chat_model(model), config.model.backend, config.model.device,
                                  config.model.dtype, config.model.trust_remote_code)
     return AgentService(settings, adapter, reload_check_s=config.serving.reload_check_s,
                         idle_unload_s=config.serving.idle_unload_s, defaults=defaults)

@@ -17,12 +17,14 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Re-raise the backends' input errors (bad prompt, missing model, bad adapter) as UserError."""
+    """Re-raise the lower layers' input errors (bad prompt, missing model, bad adapter, bad data
+    file) as UserError: one line and exit code 2."""
     from backends.adapters import AdapterError
     from backends.models import ModelNotFoundError
     from backends.prompt import PromptError
+    from trainers.errors import DataError
 
     try:
         yield
-    except (PromptError, ModelNotFoundError, AdapterError) as exc:
+    except (PromptError, ModelNotFoundError, AdapterError, DataError) as exc:
         raise UserError(str(exc)) from None

@@ -56,11 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def store_path(args: argparse.Namespace) -> Path:
     """`--db` when given, else the configured store."""
-    if getattr(args, "db", None):
-        return Path(args.db).expanduser()
     from ragweld_tui.config import load_config
+    from store.settings import store_location
 
-    return load_config(getattr(args, "config", None)).store_path()
+    return store_location(load_config(getattr(args, "config", None)).store, getattr(args, "db", None))[0]
 
 
 def handle(args: argparse.Namespace) -> int:

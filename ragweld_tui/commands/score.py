@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ragweld_tui.commands.common import config_from_args, user_errors
@@ -62,14 +63,11 @@ def run(args: argparse.Namespace) -> int:
     elif not args.no_adapter and (config.active_adapter_dir() / "manifest.json").is_file():
         adapter = config.active_adapter_dir()
 
-    from backends.scorer import Reranker, ScorerSettings
+    from backends.scorer import Reranker
+    from backends.settings import scorer_settings
 
-    settings = ScorerSettings(
-        model=args.model or config.model.base, backend=args.backend or config.model.backend,
-        device=args.device or config.model.device, dtype=config.model.dtype,
-        instruction=config.prompt.instruction, max_length=config.prompt.max_length,
-        token_budget=config.scoring.token_budget, max_batch_size=config.scoring.max_batch_size,
-        trust_remote_code=config.model.trust_remote_code)
+    settings = replace(scorer_settings(config.model, config.prompt, config.scoring, args.model or config.rerank_model()),
+                       backend=args.backend or config.model.backend, device=args.device or config.model.device)
     start = time.perf_counter()
     with user_errors():
         try:

@@ -39,11 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterator:
     """The store named by --db (runs folder beside it) or the configured one."""
     from store import RunStore, StoreError
+    from store.settings import store_location
 
-    if getattr(args, "db", None):
-        path, runs_root = Path(args.db).expanduser(), None
-    else:
-        path, runs_root = config.store_path(), config.runs_root()
+    path, runs_root = store_location(config.store, getattr(args, "db", None))
     try:
         store = await RunStore.open(path, runs_root=runs_root)
     except StoreError as exc:

@@ -58,7 +58,7 @@ def teach_adapter(model_dir: Path, tokenizer, conversation: list[dict[str, str]]
     """Train a PyTorch LoRA until the model says the conversation's reply; write it as an agent adapter."""
     from backends.chat_template import chat_template_fingerprint, encode_chat
     from backends.models import base_fingerprint
-    from ragweld_tui.config import LoraConfig, TrainConfig
+    from trainers.settings import LoraConfig, TrainConfig
     from trainers.artifacts import write_adapter_folder
     from trainers.chat_batches import to_batch
     from trainers.chat_engine_torch import TorchChatEngine

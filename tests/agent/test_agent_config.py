@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ragweld_tui.config import EMBEDDED_CHAT, load_config, parse_config
+from backends.settings import EMBEDDED_CHAT
+from ragweld_tui.config import load_config, parse_config
 from ragweld_tui.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]

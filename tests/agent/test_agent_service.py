@@ -13,7 +13,8 @@ import pytest
 from backends.agent_service import AgentService
 from backends.chat_base import ChatInputError
 from backends.generator import GeneratorSettings
-from ragweld_tui.config import AppConfig, parse_config
+from trainers.settings import AppConfig
+from ragweld_tui.config import parse_config
 from store import RunStore
 from tests.agent.helpers import OTHER, TAUGHT
 
@@ -53,11 +54,11 @@ async def say(service: AgentService) -> str:
 
 async def test_promotion_and_rollback_swap_the_live_adapter(tmp_path: Path, chat_model_dir: Path,
                                                             taught_adapter: Path, other_adapter: Path) -> None:
-    from trainers.promotion import active_path, promote, rollback
+    from trainers.promotion import promote, rollback
 
     config = agent_config(tmp_path, chat_model_dir)
     store = await RunStore.open(config.store_path(), runs_root=config.runs_root())
-    service = AgentService(GeneratorSettings(str(chat_model_dir), backend="torch"), active_path(config, "agent"),
+    service = AgentService(GeneratorSettings(str(chat_model_dir), backend="torch"), config.active_adapter_dir("agent"),
                            reload_check_s=0.0)
     try:
         first = await completed_run(store, chat_model_dir, taught_adapter, "taught")

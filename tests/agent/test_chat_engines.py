@@ -10,10 +10,11 @@ import pytest
 
 from backends.adapters import LoraWeights
 from backends.chat_template import encode_chat
-from ragweld_tui.config import LoraConfig, TrainConfig
+from trainers.settings import LoraConfig, TrainConfig
 from tests.agent.helpers import chats
 from trainers.chat_batches import to_batch
-from trainers.chat_engine import ChatBatch, make_chat_engine, reference_nll_sum
+from trainers.chat_engine import ChatBatch, reference_nll_sum
+from trainers.engines import make_chat_engine
 from trainers.engine_base import default_lora_init
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragweld_tui.config import TrainConfig
+from trainers.settings import TrainConfig
 from store import AlarmEvent, LogEvent
 from tests.trainers.run_helpers import run_cli, store_runs
 from tests.trainers.verdict_helpers import read_store, write_run_config

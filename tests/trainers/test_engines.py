@@ -13,8 +13,9 @@ import pytest
 
 from backends.adapters import LoraWeights
 from backends.prompt import PromptBuilder, resolve_answer_ids
-from ragweld_tui.config import LoraConfig, TrainConfig
-from trainers.engine_base import Batch, RerankTrainEngine, default_lora_init, make_train_engine
+from trainers.settings import LoraConfig, TrainConfig
+from trainers.engine_base import Batch, RerankTrainEngine, default_lora_init
+from trainers.engines import make_train_engine
 from trainers.losses import listwise_ce_sum, pointwise_bce_sum
 
 BACKENDS = ("torch", "mlx")

@@ -92,7 +92,7 @@ def test_resume_needs_an_interrupted_run(tmp_path: Path) -> None:
 
 
 async def test_cancel_takes_effect_within_one_step(tmp_path: Path) -> None:
-    from trainers.reranker_run import run_reranker
+    from trainers.run_loop import run_for_config
 
     config = load_config(write_config(tmp_path, "torch", max_steps=50))
     cancel = threading.Event()
@@ -105,7 +105,7 @@ async def test_cancel_takes_effect_within_one_step(tmp_path: Path) -> None:
 
     store = await RunStore.open(config.store_path(), runs_root=config.runs_root())
     try:
-        outcome = await run_reranker(config, store, cancel, on_progress=on_progress)
+        outcome = await run_for_config(config, store, cancel, on_progress=on_progress)
         run = await store.get_run(outcome.run_id)
     finally:
         await store.close()
@@ -115,7 +115,7 @@ async def test_cancel_takes_effect_within_one_step(tmp_path: Path) -> None:
 
 
 async def test_nan_loss_fails_the_run_and_promotes_nothing(tmp_path: Path) -> None:
-    from trainers.reranker_run import run_reranker
+    from trainers.run_loop import run_for_config
 
     # A LoRA scale at the edge of float32 overflows the weights after the first update: NaN loss.
     path = write_config(tmp_path, "torch", max_steps=8, learning_rate=1.0, max_grad_norm=1e30, eval_every=100)
@@ -123,7 +123,7 @@ async def test_nan_loss_fails_the_run_and_promotes_nothing(tmp_path: Path) -> No
     config = load_config(path)
     store = await RunStore.open(config.store_path(), runs_root=config.runs_root())
     try:
-        outcome = await run_reranker(config, store)
+        outcome = await run_for_config(config, store)
         run = await store.get_run(outcome.run_id)
         checkpoints = [e for e in await store.events_since(run.id, 0, 1000) if e.event.type == "checkpoint"]
     finally:

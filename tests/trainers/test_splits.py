@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from ragweld_tui.config import DataConfig, TrainConfig
+from trainers.settings import DataConfig, TrainConfig
 from trainers.data_model import QueryExample
 from trainers.errors import DataError
 from trainers.splits import (

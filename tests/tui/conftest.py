@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from ragweld_tui.app import RagweldApp, make_app
-from ragweld_tui.config import AppConfig, parse_config
+from trainers.settings import AppConfig
+from ragweld_tui.config import parse_config
 from tests.tui.fixture_db import NOW, build_fixture_db
 
 MANUAL = 3600.0  # poll interval that never fires during a test: refreshes are requested explicitly

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ragweld_tui.config import AppConfig
+from trainers.settings import AppConfig
 from ragweld_tui.errors import UserError
 from ragweld_tui.format import (config_diff, ema, eta_seconds, figure_lines, figures_inline, format_elapsed,
                                 format_value, metric_deltas, metric_goal, resolve_chart_keys, sort_runs)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ragweld_tui.app import make_app
-from ragweld_tui.config import AppConfig, parse_config
+from trainers.settings import AppConfig
+from ragweld_tui.config import parse_config
 from ragweld_tui.screens.repl import ReplScreen
 from ragweld_tui.widgets.runs_table import RunsTable
 from tests.tui.conftest import MANUAL, refresh, screen_text, settle
