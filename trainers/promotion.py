@@ -209,7 +209,7 @@ async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -
         await store.clear_promotion(kind, current.run_id, f"rollback of {current.run_id} to the base model")
         return None
     target = version_dir(active, previous)
-    if verified_manifest(target) is None:
+    if await asyncio.to_thread(verified_manifest, target) is None:  # hashes every file: not on the loop
         raise PromotionRefused(f"cannot roll back to {previous}: its adapter version {target} is missing or damaged")
     await asyncio.to_thread(point_active, active, target)
     # The replaced run of a rollback is what the restored one replaced at its own promotion.
