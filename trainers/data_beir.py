@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.data_model import FirstStage, QueryExample, RerankDataset, make_dataset, unique
+from trainers.data_model import FirstStage, QueryExample, RerankDataset, make_dataset
 from trainers.errors import DataError
 from trainers.jsonl import id_field, iter_jsonl, iter_text_lines, string_field
 
@@ -134,27 +134,32 @@ class Bm25Index:
                 for row in tokens]
 
 
-def ranked_hits(scores: np.ndarray, k: int) -> list[int]:
-    """Indices of the top-k documents by score, best first, ties in corpus order; score-0 hits left out."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [int(i) for i in order if scores[i] > 0]
+def top_hits(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
+    """Indices of the k best documents with a score above 0 (and `allowed`), best first, ties in
+    corpus order. Linear in the corpus size: only the k winners are sorted."""
+    mask = scores > 0 if allowed is None else (scores > 0) & allowed
+    idx = np.flatnonzero(mask)
+    if idx.size > k:
+        values = scores[idx]
+        kth = np.partition(values, idx.size - k)[idx.size - k]  # the k-th largest score
+        above, tied = idx[values > kth], idx[values == kth]
+        idx = np.concatenate([above, tied[: k - above.size]])  # ties at the cut: corpus order
+    order = np.lexsort((idx, -scores[idx]))
+    return [int(i) for i in idx[order]]
 
 
-def guarded_negatives(scores: np.ndarray, ranked: list[int], positive_idx: list[int], margin: float | None,
-                      ) -> tuple[list[int], set[int]]:
-    """Split BM25 hits (best first) into safe negatives and possible unjudged positives.
+def guard_limit(scores: np.ndarray, positive_idx: list[int], margin: float | None) -> float | None:
+    """The highest BM25 score a mined negative may have (None: no limit).
 
     A hit that scores above `margin` × the lowest positive's BM25 score looks as relevant as a judged
     positive to the first stage, so it is more likely an unjudged positive than a true negative; it
-    is not trained as one. Positives BM25 gives 0 (no shared word) set no bound; `margin=None`
-    turns the guard off. Returns (kept hits, dropped hits).
+    is not trained as one. Positives BM25 gives 0 (no shared word) set no bound; `margin=None` turns
+    the guard off.
     """
     positive_scores = [float(scores[i]) for i in positive_idx if scores[i] > 0]
     if margin is None or not positive_scores:
-        return ranked, set()
-    limit = margin * min(positive_scores)
-    kept = [i for i in ranked if scores[i] <= limit]
-    return kept, set(ranked) - set(kept)
+        return None
+    return margin * min(positive_scores)
 
 
 def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30, max_queries: int | None = None,
@@ -183,16 +188,20 @@ def load_beir(folder: Path | str, split: str = "test", bm25_candidates: int = 30
     if max_queries is not None and len(judged) > max_queries:
         n_beyond, judged = len(judged) - max_queries, judged[:max_queries]
     index = Bm25Index(corpus)
+    same_text: dict[str, list[int]] = {}
+    for i, text in enumerate(corpus.texts):
+        same_text.setdefault(text, []).append(i)
     examples, n_dropped = [], 0
     for (qid, positive_ids), scores in zip(judged, index.scores([queries[qid] for qid, _ in judged])):
-        excluded = set(positive_ids)
-        positive_texts = {text_of[d] for d in positive_ids}
-        ranked = ranked_hits(scores, index.size)  # the whole ranking: the guard may skip many top hits
-        top = ranked[:first_stage_k]
-        mined = [i for i in ranked if corpus.ids[i] not in excluded and corpus.texts[i] not in positive_texts]
-        kept, dropped = guarded_negatives(scores, mined, [index_of[d] for d in positive_ids], false_negative_margin)
-        negative_ids = unique(corpus.ids[i] for i in kept)[:bm25_candidates]
-        n_dropped += len(dropped & set(mined[:bm25_candidates]))
+        positive_idx = [index_of[d] for d in positive_ids]
+        allowed = np.ones(index.size, dtype=bool)  # never a judged positive, by id or by identical text
+        allowed[[i for d in positive_ids for i in same_text[text_of[d]]]] = False
+        limit = guard_limit(scores, positive_idx, false_negative_margin)
+        unguarded = top_hits(scores, bm25_candidates, allowed)
+        kept = unguarded if limit is None else top_hits(scores, bm25_candidates, allowed & (scores <= limit))
+        n_dropped += sum(1 for i in unguarded if limit is not None and scores[i] > limit)
+        negative_ids = [corpus.ids[i] for i in kept]
+        top = top_hits(scores, first_stage_k)
         examples.append(QueryExample(
             qid=qid, query=queries[qid],
             positives=[text_of[d] for d in positive_ids], negatives=[text_of[d] for d in negative_ids],
