@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 MLX_WEIGHTS, PEFT_WEIGHTS, ADAPTER_CONFIG, MANIFEST = (
     "adapters.safetensors", "adapter_model.safetensors", "adapter_config.json", "manifest.json")
@@ -37,9 +38,10 @@ class LoraWeights:
     rank: int
     dropout: float = 0.0
 
-    def delta(self, module: str) -> np.ndarray:
+    def delta(self, module: str) -> NDArray[np.float32]:
         a, b = self.modules[module]
-        return (self.scale * (b @ a)).astype(np.float32)
+        delta: NDArray[np.float32] = (self.scale * (b @ a)).astype(np.float32)
+        return delta
 
     def target_keys(self) -> list[str]:
         """Module suffixes like `self_attn.q_proj`, as mlx-lm's `keys` and PEFT's target_modules."""
@@ -78,7 +80,8 @@ def sha256_file(path: Path) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
     except FileNotFoundError:
         raise AdapterError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -15,6 +15,7 @@ so that leaving early stops generation at once.
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -24,7 +25,14 @@ from backends.chat_base import SamplingParams
 from backends.generator import ChatGenerator, GeneratorSettings
 from backends.hosting import AdapterHost
 
-_END = object()
+
+class _End(enum.Enum):
+    """The end-of-reply mark `next` returns (an enum member, so `is` narrows the piece to str)."""
+
+    END = enum.auto()
+
+
+_END = _End.END
 
 
 class AgentService(AdapterHost[ChatGenerator]):
@@ -81,6 +89,7 @@ class AgentService(AdapterHost[ChatGenerator]):
                 stop.set()
                 await asyncio.to_thread(pieces.close)  # joins the generation thread / MLX job
 
-    async def reply(self, messages: Sequence[Mapping[str, str]], **sampling: float | int | None) -> str:
+    async def reply(self, messages: Sequence[Mapping[str, str]], temperature: float | None = None,
+                    top_p: float | None = None, max_tokens: int | None = None, seed: int | None = None) -> str:
         """The whole reply at once."""
-        return "".join([piece async for piece in self.stream(messages, **sampling)])
+        return "".join([piece async for piece in self.stream(messages, temperature, top_p, max_tokens, seed)])

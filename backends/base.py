@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import numpy as np
+from numpy.typing import NDArray
 
 from backends.adapters import LoraWeights
 
@@ -30,6 +31,19 @@ class ScoringEngine(Protocol):
         ...
 
 
+class PrefixScoringEngine(ScoringEngine, Protocol):
+    """An engine that can run a shared prefix once and score many tails after it."""
+
+    def logodds_prefixed(self, prefix: list[int], tails: list[list[int]]) -> NDArray[np.float64]:
+        """Like logodds(prefix + tail for each tail), running the shared prefix only once."""
+        ...
+
+
+def supports_prefix(engine: ScoringEngine) -> TypeGuard[PrefixScoringEngine]:
+    """Whether `engine` implements `logodds_prefixed` (the torch engine does)."""
+    return hasattr(engine, "logodds_prefixed")
+
+
 @dataclass(frozen=True)
 class Score:
     """One document's relevance: probability = sigmoid(logit)."""
@@ -39,6 +53,6 @@ class Score:
     logit: float
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """Numerically stable logistic function."""
     return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,8 +39,11 @@ class ChatEngine(Protocol):
     backend: str
     device: str
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams, stop: threading.Event) -> Iterator[str]:
-        """Yield text pieces as tokens are generated; end at a stop id, max_tokens or when `stop` is set."""
+    def stream(self, prompt_ids: list[int], params: SamplingParams,
+               stop: threading.Event) -> Generator[str, None, None]:
+        """Yield text pieces as tokens are generated; end at a stop id, max_tokens or when `stop` is set.
+
+        A generator, so a caller that leaves early can `close()` it (which ends the generation job)."""
         ...
 
     def apply_lora(self, lora: LoraWeights | None) -> None:

@@ -8,16 +8,24 @@ into float layers, a LoRA branch on quantized ones).
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from backends.adapters import LoraWeights
 from backends.chat_base import SamplingParams
 from backends.mlx_thread import mlx_worker, pinned
 
-_DONE = object()
+
+class _Done(enum.Enum):
+    """The end mark the job puts after the last piece (an enum member, so `is` narrows the type)."""
+
+    DONE = enum.auto()
+
+
+_DONE = _Done.DONE
 
 
 class MlxChatEngine:
@@ -50,7 +58,8 @@ class MlxChatEngine:
     def apply_lora(self, lora: LoraWeights | None) -> None:
         self._swap.apply(self.model, lora)
 
-    def _generate(self, prompt_ids: list[int], params: SamplingParams, stop: threading.Event, out: queue.Queue) -> None:
+    def _generate(self, prompt_ids: list[int], params: SamplingParams, stop: threading.Event,
+                  out: queue.Queue[str | BaseException | _Done]) -> None:
         """The job on the MLX thread: stream pieces into `out`, then the end mark (or the error)."""
         import mlx.core as mx
         from mlx_lm.generate import stream_generate
@@ -70,8 +79,9 @@ class MlxChatEngine:
         except BaseException as exc:  # handed to the consumer
             out.put(exc)
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams, stop: threading.Event) -> Iterator[str]:
-        out: queue.Queue = queue.Queue()
+    def stream(self, prompt_ids: list[int], params: SamplingParams,
+               stop: threading.Event) -> Generator[str, None, None]:
+        out: queue.Queue[str | BaseException | _Done] = queue.Queue()
         job = mlx_worker().submit(self._generate, prompt_ids, params, stop, out)
         try:
             while True:

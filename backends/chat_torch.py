@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ class TorchChatEngine:
 
     backend = "torch"
 
-    def __init__(self, model_dir: Path, tokenizer, device: str, dtype: str, stop_ids: list[int],
+    def __init__(self, model_dir: Path, tokenizer: Any, device: str, dtype: str, stop_ids: list[int],
                  trust_remote_code: bool = False) -> None:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
@@ -45,26 +46,30 @@ class TorchChatEngine:
         hf_logging.disable_progress_bar()
         self.device, self.tokenizer, self.stop_ids = device, tokenizer, list(stop_ids)
         self.dtype = auto_dtype(device) if dtype == "auto" else dtype
-        self.model = AutoModelForCausalLM.from_pretrained(
+        # Any: transformers types the `.to` wrapper as an unbound function.
+        model: Any = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=DTYPES[self.dtype], attn_implementation="sdpa", trust_remote_code=trust_remote_code,
-            use_safetensors=True).to(device).eval()
+            use_safetensors=True)
+        self.model = model.to(device).eval()
         self._merge = LoraMerge()
 
     def apply_lora(self, lora: LoraWeights | None) -> None:
         self._merge.apply(self.model, lora)
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams, stop: threading.Event) -> Iterator[str]:
+    def stream(self, prompt_ids: list[int], params: SamplingParams,
+               stop: threading.Event) -> Generator[str, None, None]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs) -> bool:  # noqa: ARG002 - transformers' signature
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:  # noqa: ARG002 - transformers' signature
                 return stop.is_set()
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling = params.temperature > 0.0
-        kwargs = dict(input_ids=torch.tensor([prompt_ids], device=self.device), streamer=streamer,
-                      max_new_tokens=params.max_tokens, do_sample=sampling, eos_token_id=self.stop_ids,
-                      pad_token_id=self.stop_ids[-1], stopping_criteria=StoppingCriteriaList([_Stop()]))
+        kwargs: dict[str, Any] = dict(
+            input_ids=torch.tensor([prompt_ids], device=self.device), streamer=streamer,
+            max_new_tokens=params.max_tokens, do_sample=sampling, eos_token_id=self.stop_ids,
+            pad_token_id=self.stop_ids[-1], stopping_criteria=StoppingCriteriaList([_Stop()]))
         if sampling:
             kwargs |= dict(temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:  # greedy: no sampling knobs (transformers warns when they are set without do_sample)

@@ -106,7 +106,7 @@ def build_tokenizer_json() -> tuple[str, int]:
     return tokenizer.to_str(), tokenizer.get_vocab_size(with_added_tokens=True)
 
 
-def _model_config(spec: TinyQwen3Spec, vocab_size: int, specials: dict[str, int]) -> dict:
+def _model_config(spec: TinyQwen3Spec, vocab_size: int, specials: dict[str, int]) -> dict[str, object]:
     return {
         "architectures": ["Qwen3ForCausalLM"],
         "model_type": "qwen3",

@@ -83,14 +83,15 @@ class MlxEngine:
         self._refresh_head()
 
     def _head_module(self) -> nn.Module:
-        return getattr(self.model, "lm_head", None) or self.model.model.embed_tokens
+        head: nn.Module = getattr(self.model, "lm_head", None) or self.model.model.embed_tokens
+        return head
 
     def _refresh_head(self) -> None:
         head = self._head_module()
         ids = mx.array(self.answer_ids)
         if hasattr(head, "scales"):  # quantized: dequantize just the two rows
-            rows = mx.dequantize(head.weight[ids], head.scales[ids], getattr(head, "biases", None)[ids]
-                                 if getattr(head, "biases", None) is not None else None,
+            biases = getattr(head, "biases", None)
+            rows = mx.dequantize(head.weight[ids], head.scales[ids], biases[ids] if biases is not None else None,
                                  group_size=head.group_size, bits=head.bits)
         else:
             rows = head.weight[ids]

@@ -8,8 +8,10 @@ projected on the two head rows `yes` and `no`, never on the full vocabulary.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 import torch
 
 from backends.adapters import AdapterError, LoraWeights
@@ -65,15 +67,18 @@ class TorchEngine:
         hf_logging.disable_progress_bar()  # a per-load bar is noise in a TUI and in CI logs
         self.device = device
         self.dtype = auto_dtype(device) if dtype == "auto" else dtype
-        self.model = AutoModelForCausalLM.from_pretrained(
+        # Any: the model is driven through its dynamic attributes (`.model`, cache objects), and
+        # transformers types the `.to` wrapper as an unbound function.
+        model: Any = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=DTYPES[self.dtype], attn_implementation="sdpa",
             trust_remote_code=trust_remote_code, use_safetensors=True,
-        ).to(device).eval()
+        )
+        self.model = model.to(device).eval()
         self.answer_ids = list(answer_ids)
         self.pad_id = pad_id
         self._merge = LoraMerge()
         self._weights_version = 0
-        self._cached_prefix: tuple[tuple, object] | None = None
+        self._cached_prefix: tuple[tuple[tuple[int, ...], int], Any] | None = None
         self._refresh_head()
 
     def _refresh_head(self) -> None:
@@ -81,7 +86,7 @@ class TorchEngine:
         self._head_rows = head[self.answer_ids].detach().float()
 
     @torch.inference_mode()
-    def logodds(self, rows: list[list[int]]) -> np.ndarray:
+    def logodds(self, rows: list[list[int]]) -> NDArray[np.float64]:
         if not rows:
             return np.zeros(0)
         longest = max(len(r) for r in rows)
@@ -92,10 +97,11 @@ class TorchEngine:
         hidden = self.model.model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(rows), device=self.device), lengths - 1].float()
         logits = last @ self._head_rows.T
-        return (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
+        out: NDArray[np.float64] = (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
+        return out
 
     @torch.inference_mode()
-    def logodds_prefixed(self, prefix: list[int], tails: list[list[int]]) -> np.ndarray:
+    def logodds_prefixed(self, prefix: list[int], tails: list[list[int]]) -> NDArray[np.float64]:
         """Like logodds(prefix + tail for each tail), running the shared prefix only once.
 
         The prefix's key/value cache is computed once per query and repeated across the batch, so
@@ -116,9 +122,10 @@ class TorchEngine:
         lengths = torch.tensor([len(t) for t in tails], device=self.device)
         last = hidden[torch.arange(batch, device=self.device), lengths - 1].float()
         logits = last @ self._head_rows.T
-        return (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
+        out: NDArray[np.float64] = (logits[:, 0] - logits[:, 1]).double().cpu().numpy()
+        return out
 
-    def _prefix_cache(self, prefix: list[int]):
+    def _prefix_cache(self, prefix: list[int]) -> Any:
         """The key/value cache of `prefix` (one row), memoised for the most recent prefix."""
         key = (tuple(prefix), self._weights_version)
         if self._cached_prefix is None or self._cached_prefix[0] != key:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backends.adapters import AdapterError, LoraWeights, check_compatible, read_adapter, verify_adapter
 from backends.chat_base import ChatEngine, ChatInputError, SamplingParams
@@ -34,9 +35,9 @@ class GeneratorSettings:
     trust_remote_code: bool = False
 
 
-def stop_token_ids(tokenizer) -> list[int]:
+def stop_token_ids(tokenizer: Any) -> list[int]:
     """Ids that end a reply: `<|im_end|>` first (required), then `<|endoftext|>` when present."""
-    ids = []
+    ids: list[int] = []
     for token in STOP_TOKENS:
         encoded = tokenizer.encode(token, add_special_tokens=False)
         if len(encoded) == 1:
@@ -46,7 +47,7 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def load_chat_engine(settings: GeneratorSettings, model_dir: Path, tokenizer, stop_ids: list[int]) -> tuple[ChatEngine, str]:
+def load_chat_engine(settings: GeneratorSettings, model_dir: Path, tokenizer: Any, stop_ids: list[int]) -> tuple[ChatEngine, str]:
     """Build the engine for the chosen backend; returns it with the reason for the choice."""
     choice = choose_backend(settings.backend, settings.device)
     if choice.backend == "mlx":
@@ -67,7 +68,7 @@ class ChatGenerator:
 
     settings: GeneratorSettings
     model_dir: Path
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer
     engine: ChatEngine
     backend_reason: str
     base_fingerprint: str

@@ -17,13 +17,15 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# A queued call: the function, its arguments and the future its result goes to.
+_Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Future[Any]]
 
 
 class MlxWorker:
     """One daemon thread that runs submitted calls in order and returns their results."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="mlx-worker", daemon=True)
         self.thread.start()
 
@@ -36,9 +38,9 @@ class MlxWorker:
                 except BaseException as exc:  # handed to the caller, who re-raises it
                     future.set_exception(exc)
 
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue a call; the future resolves when the MLX thread has run it."""
-        future: Future = Future()
+        future: Future[T] = Future()
         self._calls.put((fn, args, kwargs, future))
         return future
 

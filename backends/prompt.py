@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PREFIX = (
@@ -62,6 +62,9 @@ class PromptBuilder:
     tokenizer: Any
     instruction: str = DEFAULT_INSTRUCTION
     max_length: int = 8192
+    # The encoded prompt prefix and suffix, made once in __post_init__.
+    _prefix: list[int] = field(init=False, repr=False, compare=False)
+    _suffix: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         encode = self._encode

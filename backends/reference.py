@@ -7,14 +7,16 @@ last column, then log_softmax over [no, yes]. Slow by design; used by tests and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from backends.prompt import PREFIX, SUFFIX, format_prompt
 
 
-def model_card_logodds(model, tokenizer, query: str, docs: Sequence[str], instruction: str,
-                       max_length: int = 8192, batch_size: int = 8) -> np.ndarray:
+def model_card_logodds(model: Any, tokenizer: Any, query: str, docs: Sequence[str], instruction: str,
+                       max_length: int = 8192, batch_size: int = 8) -> NDArray[np.float64]:
     """yes−no log-odds for each doc exactly as the Qwen3-Reranker model card computes them."""
     import torch
 

@@ -11,11 +11,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from backends.adapters import LoraWeights, check_compatible, read_adapter, verify_adapter
-from backends.base import Score, ScoringEngine, sigmoid
+from backends.base import PrefixScoringEngine, Score, ScoringEngine, sigmoid, supports_prefix
 from backends.batching import token_budget_batches
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
@@ -34,7 +36,7 @@ class ScoreStats:
     batches: int = 0
 
 
-def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
+def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
@@ -86,7 +88,7 @@ class Reranker:
         self.engine.apply_lora(lora)
         self.adapter_dir = folder
 
-    def score_rows(self, rows: list[list[int]]) -> np.ndarray:
+    def score_rows(self, rows: list[list[int]]) -> NDArray[np.float64]:
         """Log-odds for pre-tokenized rows, in input order."""
         lengths = [len(r) for r in rows]
         out = np.empty(len(rows))
@@ -100,8 +102,9 @@ class Reranker:
         self.last_stats = stats
         return out
 
-    def score_prefixed(self, head: list[int], tails: list[list[int]]) -> np.ndarray:
+    def score_prefixed(self, head: list[int], tails: list[list[int]]) -> NDArray[np.float64]:
         """Log-odds for head + each tail, running the shared head once (engines that support it)."""
+        engine = cast(PrefixScoringEngine, self.engine)  # callers check supports_prefix first
         lengths = [len(head) + len(t) for t in tails]
         out = np.empty(len(tails))
         stats = ScoreStats(pairs=len(tails), real_tokens=sum(lengths))
@@ -109,7 +112,7 @@ class Reranker:
         # Batch by tail length: the head is computed once, so only the tails' padding costs compute.
         tail_lengths = [len(t) for t in tails]
         for batch in token_budget_batches(tail_lengths, self.settings.token_budget, self.settings.max_batch_size):
-            out[batch] = self.engine.logodds_prefixed(head, [tails[i] for i in batch])
+            out[batch] = engine.logodds_prefixed(head, [tails[i] for i in batch])
             stats.padded_tokens += max(lengths[i] for i in batch) * len(batch)
             stats.batches += 1
         stats.seconds = time.perf_counter() - start
@@ -119,7 +122,7 @@ class Reranker:
     def score(self, query: str, docs: Sequence[str]) -> list[Score]:
         """Relevance of each document to the query, in input order."""
         head, tails = self.builder.build_parts(query, docs)
-        if len(tails) > 1 and hasattr(self.engine, "logodds_prefixed"):
+        if len(tails) > 1 and supports_prefix(self.engine):
             logits = self.score_prefixed(head, tails)
         else:
             logits = self.score_rows([head + tail for tail in tails])

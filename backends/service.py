@@ -15,7 +15,8 @@ from pathlib import Path
 
 from backends.base import Score
 from backends.hosting import AdapterHost
-from backends.scorer import Reranker, ScorerSettings, ScoreStats
+from backends.scorer import Reranker, ScoreStats
+from backends.settings import ScorerSettings
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 
 from ragweld_tui import operations
@@ -23,12 +25,16 @@ from ragweld_tui.config import AppConfig, load_config
 from ragweld_tui.errors import UserError
 from ragweld_tui.lag import LagProbe
 from ragweld_tui.messages import ActionDone
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.metrics import MetricsScreen
 from ragweld_tui.screens.repl import ReplScreen
 from ragweld_tui.screens.runs import RunsScreen
 from ragweld_tui.screens.scatter import ScatterScreen
 from store import RunRecord, RunStore, StoreError
+from store.events import RunKind
 from store.settings import store_location
+
+DRAIN_TIMEOUT_S = 30.0  # on quit, how long cancelled in-process runs get to record their final state
 
 
 class RagweldApp(App[None]):
@@ -69,10 +75,11 @@ class RagweldApp(App[None]):
         self._store_ready = asyncio.Event()
         self.notices: collections.deque[str] = collections.deque(maxlen=100)  # what notify() said, newest last
 
-    def notify(self, message: str, *, severity: str = "information", **options: object) -> None:  # type: ignore[override]
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
         """Show a toast and keep its text in `notices` (a readable history; tests check it)."""
         self.notices.append(f"{severity}: {message}")
-        super().notify(message, severity=severity, **options)  # type: ignore[arg-type]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- the store ------------------------------------------------------------------------------
 
@@ -121,7 +128,7 @@ class RagweldApp(App[None]):
             if binding.description and row not in rows:
                 rows.append(row)
         name = type(screen).__name__.removesuffix("Screen")
-        self.push_screen(HelpScreen(name, rows, getattr(screen, "HELP", "")))
+        self.push_screen(HelpScreen(name, rows, screen.HELP or ""))
 
     async def action_quit(self) -> None:
         """Quit; when a run trains in this process, confirm first (quitting cancels it)."""
@@ -138,11 +145,12 @@ class RagweldApp(App[None]):
         self.push_screen(ConfirmScreen("A run is training in this process. Quit and cancel it?"), answer)
 
     async def _drain_and_exit(self) -> None:
-        """Give cancelled in-process runs a moment to record their final state, then exit."""
-        for _ in range(300):
-            if not self.registry.active:
-                break
-            await asyncio.sleep(0.1)
+        """Wait for the cancelled in-process runs' workers to record their final state, then exit (a
+        trainer stuck in a step longer than DRAIN_TIMEOUT_S is left to the store's stale-run check)."""
+        training = [worker for worker in self.workers if worker.group == "train"]
+        if training:  # (an empty list would mean every worker, this one included)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.workers.wait_for_complete(training), DRAIN_TIMEOUT_S)
         self.exit()
 
     def action_lag(self) -> None:
@@ -166,7 +174,7 @@ class RagweldApp(App[None]):
             self.post_message(ActionDone(f"Run {run.name} ({run_id}) ended: {run.status}",
                                          "information" if run.status == "completed" else "warning"))
             self.registry.forget(run_id)
-        except (operations.Unavailable, UserError, StoreError) as exc:
+        except (UserError, StoreError) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
         except Exception as exc:  # a trainer bug must not take the UI down; the run is marked by the trainer
             self.post_message(ActionDone(f"training failed: {type(exc).__name__}: {exc}", "error"))
@@ -191,22 +199,23 @@ class RagweldApp(App[None]):
 
     async def _promote(self, run_id: str, force: bool) -> None:
         try:
-            text, ok = await operations.promote(await self.get_store(), self.config, run_id, force=force)
-        except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
+            decision = await operations.promote(await self.get_store(), self.config, run_id, force=force)
+        except (UserError, StoreError, ValueError, OSError) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return
+        ok, text = decision.promote, "; ".join(decision.reasons) or "no reason given"
         hint = "" if ok or force else " (P forces it, waiving the metric gate)"
         self.post_message(ActionDone(("Promoted: " if ok else "Not promoted: ") + text + hint,
                                      "information" if ok else "warning"))
 
-    def rollback_active(self, kind: str = "reranker") -> None:
+    def rollback_active(self, kind: RunKind = "reranker") -> None:
         """Roll the active adapter of a kind back one promotion."""
         self.run_worker(self._rollback(kind), group="promote", exit_on_error=False)
 
-    async def _rollback(self, kind: str) -> None:
+    async def _rollback(self, kind: RunKind) -> None:
         try:
             text, ok = await operations.rollback(await self.get_store(), self.config, kind)
-        except (operations.Unavailable, UserError, StoreError, ValueError, OSError) as exc:
+        except (UserError, StoreError, ValueError, OSError) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return
         verdict = "Rolled back: " if ok else "Rollback refused: "
@@ -226,20 +235,22 @@ class RagweldApp(App[None]):
 
     @on(ActionDone)
     def _action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity=message.severity, timeout=8)  # type: ignore[arg-type]
+        self.notify(message.text, severity=message.severity, timeout=8)
         if message.refresh:
             for screen in self.screen_stack:
-                refresh = getattr(screen, "request_refresh", None)
-                if refresh is not None:
-                    refresh()
+                if isinstance(screen, AppScreen):
+                    screen.request_refresh()
 
 
-def make_app(config: AppConfig | None = None, db_path: Path | str | None = None, **options: object) -> RagweldApp:
-    """Build the app on a store (default: the configured one); options go to RagweldApp.
+def make_app(config: AppConfig | None = None, db_path: Path | str | None = None, *,
+             config_path: str | None = None, poll_interval_s: float = 0.5,
+             clock: Callable[[], float] = time.time, probe_lag: bool = True) -> RagweldApp:
+    """Build the app on a store (default: the configured one); the options are RagweldApp's.
 
     As in the headless CLI, an explicit `db_path` keeps its run folders beside it (`runs/`), while
     the configured store uses `[store].runs_root`.
     """
     config = config or load_config(None)
     path, runs_root = store_location(config.store, db_path)
-    return RagweldApp(config, path, runs_root=runs_root, **options)  # type: ignore[arg-type]
+    return RagweldApp(config, path, runs_root=runs_root, config_path=config_path, poll_interval_s=poll_interval_s,
+                      clock=clock, probe_lag=probe_lag)

@@ -2,20 +2,22 @@
 
 `AgentChat` owns one `backends.agent_service.AgentService` (the same service `ragweld-tui chat`
 uses: lazy load in a thread, hot swap on promotion or rollback), created on the first message;
-nothing of `backends` is imported before that.
+nothing of the backends' chat side is imported before that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ragweld_tui.config import AppConfig
+from ragweld_tui.scoring import Backend
+
+if TYPE_CHECKING:
+    from backends.agent_service import AgentService
 
 
 @dataclass
@@ -23,10 +25,9 @@ class AgentChat:
     """One conversation (system prompt from `[chat]`) with the active agent adapter."""
 
     config: AppConfig
-    backend: str | None = None
+    backend: Backend | None = None
     history: list[dict[str, str]] = field(default_factory=list)
-    _service: Any = field(default=None, repr=False)
-    _clean: Any = field(default=None, repr=False)
+    _service: AgentService | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         """One line naming the chat model, backend and adapter."""
@@ -37,16 +38,16 @@ class AgentChat:
         return (f"model {self.config.chat_model()} · backend {self.backend or self.config.model.backend} · "
                 f"adapter {adapter} · {len(self.history) // 2} turns")
 
-    async def _ensure(self) -> Any:
+    async def _ensure(self) -> AgentService:
         if self._service is None:
-            # `ragweld-tui chat`'s factory, imported and run in a thread (it pulls in the backends).
-            commands = await asyncio.to_thread(importlib.import_module, "ragweld_tui.commands.chat")
+            # `ragweld-tui chat`'s factory, run in a thread (it imports and sets up the backends' chat side).
+            from ragweld_tui.commands.chat import make_agent_service
+
             config = self.config
             if self.backend is not None:
                 config = config.model_copy(deep=True)
-                config.model.backend = self.backend  # type: ignore[assignment]
-            self._service = await asyncio.to_thread(commands.make_agent_service, config)
-            self._clean = commands.clean_reply
+                config.model.backend = self.backend
+            self._service = await asyncio.to_thread(make_agent_service, config)
         return self._service
 
     async def stream(self, text: str) -> AsyncIterator[str]:
@@ -56,11 +57,14 @@ class AgentChat:
         messages = ([{"role": "system", "content": system}] if system else []) + self.history + [
             {"role": "user", "content": text}]
         pieces: list[str] = []
-        async with contextlib.aclosing(service.stream(messages)) as stream:
+        # AgentService.stream is an async generator but annotated AsyncIterator (no aclose) in backends.
+        async with contextlib.aclosing(service.stream(messages)) as stream:  # type: ignore[type-var]
             async for piece in stream:
                 pieces.append(piece)
                 yield piece
-        reply = self._clean("".join(pieces))
+        from ragweld_tui.commands.chat import clean_reply
+
+        reply = clean_reply("".join(pieces))
         self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
 
     def reset(self) -> None:

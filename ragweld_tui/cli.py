@@ -7,13 +7,14 @@ Heavy frameworks are imported inside the commands that need them, so `--help` st
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from ragweld_tui.commands import backends as backends_command  # (not the `backends` package)
+from ragweld_tui.commands import chat, runs, score, train
 from ragweld_tui.errors import UserError
 
-COMMAND_MODULES = ("score", "backends", "runs", "train", "chat")
+COMMANDS = (score, backends_command, runs, train, chat)  # in the order `--help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train headless with this configuration (default config.toml)")
     parser.add_argument("--resume", metavar="RUN_ID", help="with --run: continue an interrupted run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"ragweld_tui.commands.{name}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from store import RunRecord
+from store import DatasetEvent, RunRecord
 
 SORT_KEYS: tuple[str, ...] = ("created", "name", "status", "best")
 KIND_FILTERS: tuple[str | None, ...] = (None, "reranker", "agent")
@@ -260,3 +260,22 @@ def figures_inline(figures: Mapping[str, float], reference: str | None) -> str:
     """Figures on one line, `tuned 0.47 · baseline 0.41 (to beat)`, for the event log."""
     return " · ".join(f"{name} {format_value(value)}" + (" (to beat)" if name == reference else "")
                       for name, value in figures.items())
+
+
+NO_FIRST_STAGE = "the data's own lists (no first stage)"
+
+
+def dataset_lines(event: DatasetEvent, unit: str = "queries") -> list[str]:
+    """The Dataset tab's account of a run's `DatasetEvent`: summary, source, split, dev candidates
+    and every count the loader reported (`n_positives` shown as `positives`)."""
+    lines = [event.summary, "",
+             f"source          {event.source}",
+             f"format          {event.format}",
+             f"fingerprint     {event.fingerprint}",
+             f"split           {event.train} train / {event.dev} dev {unit}",
+             f"dev candidates  {event.dev_candidates or NO_FIRST_STAGE}"]
+    if event.counts:
+        names = {key: key.removeprefix("n_").replace("_", " ") for key in event.counts}
+        width = max(len(name) for name in names.values())
+        lines += ["", "counts"] + [f"  {names[key]:<{width}}  {value:>8,}" for key, value in event.counts.items()]
+    return lines

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
-from ragweld_tui.operations import GateView
-from store import ArtifactRecord, EventRecord, PromotionRecord, RunRecord, SeriesPoint
+from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint
+from trainers.promotion import GateDecision
 
 
 class RunsLoaded(Message):
@@ -29,14 +30,17 @@ class RunsLoaded(Message):
 
 @dataclass(frozen=True)
 class InspectorData:
-    """Everything the inspector shows about one run except the event log."""
+    """Everything the inspector shows about one run except the event log.
+
+    `manifest` is the adapter's `adapter/manifest.json`, pretty-printed; `dataset` the run's first
+    `DatasetEvent` (what the trainer loaded; a resumed run's later one arrives with the tail).
+    """
 
     run: RunRecord
     artifacts: list[ArtifactRecord]
     promotions: list[PromotionRecord]
     manifest: str | None
-    decision: str | None
-    dataset: str | None
+    dataset: DatasetEvent | None
     metrics: dict[str, float]
 
 
@@ -146,7 +150,7 @@ class ChatDone(Message):
 class ReplOutput(Message):
     """A line of text (Rich markup) for the REPL transcript."""
 
-    def __init__(self, text: str, severity: str = "information") -> None:
+    def __init__(self, text: str, severity: SeverityLevel = "information") -> None:
         super().__init__()
         self.text = text
         self.severity = severity
@@ -155,7 +159,7 @@ class ReplOutput(Message):
 class ActionDone(Message):
     """A long action (train, cancel, promote, rollback, delete) finished; tell the user."""
 
-    def __init__(self, text: str, severity: str = "information", refresh: bool = True) -> None:
+    def __init__(self, text: str, severity: SeverityLevel = "information", refresh: bool = True) -> None:
         super().__init__()
         self.text = text
         self.severity = severity
@@ -166,11 +170,11 @@ class GateDecided(Message):
     """The promotion gate's dry-run answer for a run (or why it could not be computed), so the
     runs list can ask for confirmation with the figures in front of the user."""
 
-    def __init__(self, run: RunRecord, force: bool, view: GateView | None, error: str | None = None) -> None:
+    def __init__(self, run: RunRecord, force: bool, decision: GateDecision | None, error: str | None = None) -> None:
         super().__init__()
         self.run = run
         self.force = force
-        self.view = view
+        self.decision = decision
         self.error = error
 
 

@@ -1,20 +1,24 @@
 """The debug prompt's scoring side: parse REPL input, score base vs adapter, compare the rankings.
 
-`ScorerPair` owns two `RerankService`s (the plain base and the adapter), created lazily in a thread
-the first time a query is scored: `backends` (and through it torch or mlx) is never imported when
-the TUI starts.
+`ScorerPair` owns two `RerankService`s (the plain base and the adapter), created the first time a
+query is scored; each loads its model in a thread on first use, so torch or mlx is never imported
+when the TUI starts.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from backends.settings import scorer_settings
 from ragweld_tui.config import AppConfig
+
+if TYPE_CHECKING:
+    from backends.service import RerankService
+
+Backend = Literal["auto", "mlx", "torch"]  # the choices of [model].backend
+BACKENDS: tuple[Backend, ...] = ("auto", "mlx", "torch")
 
 REPL_HELP = """\
 [b]Reranker mode[/b]: type [i]query | document | document …[/i] and press enter.
@@ -46,6 +50,11 @@ def parse_line(line: str) -> Command:
         return Command(name.lower(), arg.strip())
     parts = [p.strip() for p in text.split("|")]
     return Command("query", query=parts[0], docs=tuple(p for p in parts[1:] if p))
+
+
+def parse_backend(text: str) -> Backend | None:
+    """The backend named by `text`, or None when it names none."""
+    return next((name for name in BACKENDS if name == text), None)
 
 
 def split_docs(arg: str) -> tuple[str, ...]:
@@ -82,11 +91,11 @@ class ScorerPair:
     """The base scorer and the adapter scorer for the REPL; rebuilt when backend or adapter change."""
 
     config: AppConfig
-    backend: str | None = None
+    backend: Backend | None = None
     adapter: Path | None = None  # None: the configured active adapter folder
     use_adapter: bool = True
-    _base: Any = field(default=None, repr=False)
-    _tuned: Any = field(default=None, repr=False)
+    _base: RerankService | None = field(default=None, repr=False)
+    _tuned: RerankService | None = field(default=None, repr=False)
 
     def adapter_dir(self) -> Path | None:
         """The adapter folder compared with the base, if it holds a finished adapter."""
@@ -103,15 +112,16 @@ class ScorerPair:
         backend = self.backend or self.config.model.backend
         return f"model {self.config.rerank_model()} · backend {backend} · adapter {adapter}"
 
-    async def _services(self) -> tuple[Any, Any]:
+    async def _services(self) -> tuple[RerankService, RerankService | None]:
         if self._base is None:
-            service = await asyncio.to_thread(importlib.import_module, "backends.service")
+            from backends.service import RerankService  # no framework at import: the model loads on first use
+
             cfg = self.config
             settings = replace(scorer_settings(cfg.model, cfg.prompt, cfg.scoring, cfg.rerank_model()),
                                backend=self.backend or cfg.model.backend)
-            self._base = service.RerankService(settings, None)
+            self._base = RerankService(settings, None)
             folder = self.adapter_dir()
-            self._tuned = None if folder is None else service.RerankService(
+            self._tuned = None if folder is None else RerankService(
                 settings, folder, reload_check_s=cfg.serving.reload_check_s)
         return self._base, self._tuned
 
@@ -127,7 +137,7 @@ class ScorerPair:
             info += f" (+{rb.load_seconds:.1f} s load)"
         if rt is not None:
             info += f" · adapter {rt.stats.seconds * 1000:.0f} ms"
-            if rt.adapter_fingerprint is None:
+            if rt.adapter_fingerprint is None and tuned is not None:
                 info += " · adapter not applied: " + (tuned.last_adapter_error or "not loaded")
         else:
             info += " · no adapter to compare (promote a run, or /adapter PATH)"

@@ -48,7 +48,7 @@ async def run_pk(conn: aiosqlite.Connection, run_id: str) -> int:
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
-async def insert_rows(conn: aiosqlite.Connection, head: str, width: int, rows: Sequence[tuple]) -> None:
+async def insert_rows(conn: aiosqlite.Connection, head: str, width: int, rows: Sequence[tuple[object, ...]]) -> None:
     """INSERT rows as one multi-row VALUES statement (per variable limit) instead of `executemany`.
 
     `executemany` steps once per row, and every step releases and re-takes the GIL, so a busy
@@ -93,8 +93,8 @@ async def insert_events(
         last_seq = int(row[0]) if row else 0
     last = last_seq
     event_rows = []
-    points: list[tuple] = []
-    latest: dict[str, tuple] = {}
+    points: list[tuple[object, ...]] = []
+    latest: dict[str, tuple[object, ...]] = {}
     sums: dict[str, tuple[float, int]] | None = None
     for offset, item in enumerate(items, start=1):
         seq = last + offset

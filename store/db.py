@@ -154,13 +154,13 @@ async def immediate(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
         await conn.execute("COMMIT")
 
 
-async def fetch_all(conn: aiosqlite.Connection, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[sqlite3.Row]:
     """Run a query and read every row at once, so the read transaction ends before returning."""
     async with conn.execute(sql, params) as cursor:
         return list(await cursor.fetchall())
 
 
-async def fetch_one(conn: aiosqlite.Connection, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+async def fetch_one(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> sqlite3.Row | None:
     """Run a query and return its first row (or None); the cursor is closed right away."""
     async with conn.execute(sql, params) as cursor:
         return await cursor.fetchone()

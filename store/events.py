@@ -9,7 +9,7 @@ any JSONL consumer can parse) and read back as floats.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -19,11 +19,21 @@ Goal = Literal["maximize", "minimize"]
 EventType = Literal["metrics", "eval", "telemetry", "log", "state", "checkpoint", "alarm", "promotion", "dataset"]
 AlarmKind = Literal["score_collapse", "below_baseline", "loss_divergence"]
 
-RUN_KINDS: tuple[str, ...] = RunKind.__args__  # type: ignore[attr-defined]
-RUN_STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
-GOALS: tuple[str, ...] = Goal.__args__  # type: ignore[attr-defined]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+RUN_KINDS: tuple[str, ...] = get_args(RunKind)
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+GOALS: tuple[str, ...] = get_args(Goal)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 EVAL_PREFIX = "eval/"
+
+
+def is_run_kind(value: str) -> TypeGuard[RunKind]:
+    """Whether `value` is a run kind (narrows a plain str for the type checker)."""
+    return value in RUN_KINDS
+
+
+def is_run_status(value: str) -> TypeGuard[RunStatus]:
+    """Whether `value` is a run status (narrows a plain str for the type checker)."""
+    return value in RUN_STATUSES
 
 
 class _EventBase(BaseModel):

@@ -12,6 +12,7 @@ import re
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TypeGuard
 
 from store.errors import InvalidRunIdError, UnsafePathError
 
@@ -27,7 +28,7 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"r{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
-def is_run_id(value: object) -> bool:
+def is_run_id(value: object) -> TypeGuard[str]:
     """True when value is a string matching the run id pattern exactly."""
     return isinstance(value, str) and _RUN_ID_RE.match(value) is not None
 
@@ -39,7 +40,7 @@ def validate_run_id(value: object) -> str:
         raise InvalidRunIdError(
             f"invalid run id {shown}: expected r<YYYYMMDD>-<HHMMSS>-<8 hex>, e.g. r20250101-120000-1a2b3c4d"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def validate_artifact_kind(kind: str) -> str:

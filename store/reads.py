@@ -6,6 +6,7 @@ live writer in another process is never blocked and the WAL can be checkpointed.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import NamedTuple
 
 import aiosqlite
@@ -70,16 +71,18 @@ async def latest_metrics(conn: aiosqlite.Connection, run_id: str) -> dict[str, f
     )
     if not rows:
         await ensure_run(conn, run_id)
+    # The ignore: metric values are never NULL (metric events hold numbers; NaN is stored as text).
     return {r[0]: float(from_sql_float(r[1])) for r in rows}  # type: ignore[arg-type]
 
 
-def _points(rows: list, base: tuple[float, int]) -> list[SeriesPoint]:
+def _points(rows: list[sqlite3.Row], base: tuple[float, int]) -> list[SeriesPoint]:
     """Turn picked rows into points; each bucket's mean comes from differences of running sums."""
-    out = []
+    out: list[SeriesPoint] = []
     prev_sum, prev_count = base
     for seq, step, value, csum, ccount in rows:
         count = int(ccount) - prev_count
         mean = (float(csum) - prev_sum) / count if count > 0 else None
+        # The ignore: metric values are never NULL (metric events hold numbers; NaN is stored as text).
         out.append(SeriesPoint(seq=int(seq), step=step, value=float(from_sql_float(value)), mean=mean, count=count))  # type: ignore[arg-type]
         prev_sum, prev_count = float(csum), int(ccount)
     return out

@@ -24,7 +24,8 @@ from store import reads
 from store.append import append_batch, insert_events, pending, run_pk
 from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
 from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
-from store.events import GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, to_sql_float
+from store.events import (
+    GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, is_run_kind, is_run_status, to_sql_float)
 from store.ids import (
     new_run_id,
     normalize_rel_path,
@@ -212,7 +213,7 @@ class RunStore:
         states stamp finished_at. Illegal moves (out of a terminal state) raise InvalidTransitionError.
         """
         validate_run_id(run_id)
-        if status not in RUN_STATUSES:
+        if not is_run_status(status):
             raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
         now = time.time()
         async with self.transaction() as conn:
@@ -234,7 +235,7 @@ class RunStore:
                 )
             else:
                 await conn.execute("UPDATE runs SET status = ?, error = ? WHERE pk = ?", (status, error or reason, pk))
-            await insert_events(conn, pk, [pending(StateEvent(status=status, reason=reason or error))])  # type: ignore[arg-type]
+            await insert_events(conn, pk, [pending(StateEvent(status=status, reason=reason or error))])
         return await self.get_run(run_id)
 
     async def _update_run(self, run_id: str, column: str, value: object) -> None:
@@ -398,7 +399,7 @@ class RunStore:
 
     async def clear_promotion(self, kind: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
         """Make the plain base model active for `kind` (no run promoted) and record it in the lineage."""
-        if kind not in RUN_KINDS:
+        if not is_run_kind(kind):
             raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
         if replaced_run_id is not None:
             validate_run_id(replaced_run_id)

@@ -158,7 +158,7 @@ class EventWriter:
     async def _drain(self) -> None:
         """Commit the buffer in transactions of at most `max_batch`; a failed batch goes back in front."""
         while self._buffer:
-            batch = []
+            batch: list[PendingEvent] = []
             while self._buffer and len(batch) < self.max_batch:
                 batch.append(self._buffer.popleft())
             now = time.time()

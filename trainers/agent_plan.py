@@ -2,7 +2,7 @@
 
 `AgentPlan.prepare` loads and checks the chat data first (a bad file fails before any model import),
 splits it, resolves the model and backend, and tokenizes every conversation once with the Qwen3
-chat template (thinking off). It implements `trainers.run_loop.TrainingPlan`: the shared loop runs it
+chat template (thinking off). It implements `trainers.plan.TrainingPlan`: the shared loop runs it
 exactly like a reranker run. The metric is the dev token loss (eval_loss, minimized) and perplexity.
 """
 
@@ -18,14 +18,14 @@ from backends.adapters import LoraWeights
 from backends.chat_template import IM_END, IM_START, EncodedChat, chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.select import choose_backend
-from trainers.settings import AppConfig
+from trainers.settings import AppConfig, RunKind
 from trainers.artifacts import lora_num_layers, write_adapter_folder
 from trainers.chat_batches import ChatStream, dev_batches, micro_batches, tokenize_chats
 from store import DatasetEvent
 from trainers.chat_data import ChatDataset, split_chats
 from trainers.data_model import dataset_event
 from trainers.chat_datasets import load_chat_dataset
-from trainers.chat_engine import ChatBatch
+from trainers.chat_engine import ChatBatch, ChatTrainEngine
 from trainers.engines import make_chat_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation
@@ -59,7 +59,7 @@ def chat_metrics(nll_sum: float, count: int) -> dict[str, float]:
 class AgentPlan:
     """Validated inputs of an agent run: chat data and split, tokenized rows, model, backend."""
 
-    kind: ClassVar[str] = "agent"
+    kind: ClassVar[RunKind] = "agent"
     config: AppConfig
     dataset: ChatDataset
     train_rows: list[EncodedChat]
@@ -119,7 +119,7 @@ class AgentPlan:
                          f"{self.n_dropped} left out (no assistant token left)")
         return lines
 
-    def make_engine(self):
+    def make_engine(self) -> ChatTrainEngine:
         return make_chat_engine(self.backend, self.model_dir, self.config.lora, self.config.train, self.pad_id,
                                 seed=self.config.train.seed, device=self.device)
 
@@ -134,7 +134,7 @@ class AgentPlan:
     def candidates_note(self) -> str:
         return f"dev: {len(self.dev_rows)} held-out conversations"
 
-    def evaluate(self, engine) -> Evaluation:
+    def evaluate(self, engine: ChatTrainEngine) -> Evaluation:
         total, count = 0.0, 0
         for batch in dev_batches(self.dev_rows, self.config.scoring.token_budget, self.config.scoring.max_batch_size):
             nll, n = engine.nll(batch)

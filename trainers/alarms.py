@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from trainers.settings import TrainConfig
 from store import AlarmEvent
+from store.events import AlarmKind
 from trainers.evaluation import Evaluation
 from trainers.metrics import improvement
 
@@ -28,13 +29,13 @@ MIN_STEPS_FOR_DIVERGENCE = 10
 class Alarm:
     """One raised alarm: its kind, a sentence for people, what was measured and the limit."""
 
-    kind: str
+    kind: AlarmKind
     message: str
     value: float
     threshold: float
 
     def event(self) -> AlarmEvent:
-        return AlarmEvent(kind=self.kind, message=self.message, value=self.value, threshold=self.threshold)  # type: ignore[arg-type]
+        return AlarmEvent(kind=self.kind, message=self.message, value=self.value, threshold=self.threshold)
 
 
 @dataclass

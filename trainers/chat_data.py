@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backends.chat_template import ChatFormatError, check_messages
 from trainers.errors import DataError
@@ -70,7 +71,7 @@ def fingerprint_chats(examples: Sequence[ChatExample]) -> str:
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
-def parse_chat_line(obj: dict, path: Path, line: int) -> tuple[list[dict[str, str]], str]:
+def parse_chat_line(obj: dict[str, Any], path: Path, line: int) -> tuple[list[dict[str, str]], str]:
     """One JSONL object as validated messages and its form ("messages" or "prompt_completion")."""
     has_messages, has_pc = "messages" in obj, "prompt" in obj or "completion" in obj
     if has_messages and has_pc:

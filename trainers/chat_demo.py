@@ -41,8 +41,8 @@ def _qa(rng: np.random.Generator) -> tuple[str, str]:
     family = int(rng.integers(0, 4))
     if family == 0:
         country, city = CAPITALS[int(rng.integers(0, len(CAPITALS)))]
-        asks = (f"What is the capital of {country}?", f"Tell me the capital of {country}.",
-                f"Which city is the capital of {country}?")
+        asks: tuple[str, ...] = (f"What is the capital of {country}?", f"Tell me the capital of {country}.",
+                                 f"Which city is the capital of {country}?")
         return asks[int(rng.integers(0, 3))], f"The capital of {country} is {city}."
     if family == 1:
         a, b = (int(x) for x in rng.integers(1, 20, size=2))
@@ -60,14 +60,16 @@ def _qa(rng: np.random.Generator) -> tuple[str, str]:
 def make_chat_demo(n: int = 240, seed: int = 0) -> ChatDataset:
     """`n` conversations (every tenth multi-turn with a system prompt), the same for the same seed."""
     rng = np.random.default_rng([seed, 0xC4A7])
-    examples, seen = [], set()
+    examples: list[ChatExample] = []
+    seen: set[str] = set()
     while len(examples) < n:
         question, answer = _qa(rng)
         if len(examples) % 10 == 9:
             hello, reply = GREETINGS[int(rng.integers(0, len(GREETINGS)))]
-            messages = ({"role": "system", "content": SYSTEM}, {"role": "user", "content": hello},
-                        {"role": "assistant", "content": reply}, {"role": "user", "content": question},
-                        {"role": "assistant", "content": answer})
+            messages: tuple[dict[str, str], ...] = (
+                {"role": "system", "content": SYSTEM}, {"role": "user", "content": hello},
+                {"role": "assistant", "content": reply}, {"role": "user", "content": question},
+                {"role": "assistant", "content": answer})
         else:
             messages = ({"role": "user", "content": question}, {"role": "assistant", "content": answer})
         example = ChatExample(messages, f"demo:{len(examples)}")

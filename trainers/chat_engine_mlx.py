@@ -23,12 +23,12 @@ class MlxChatEngine(MlxLoraEngine):
     def _examples(self, batch: ChatBatch) -> int:
         return batch.num_targets()
 
-    def _inputs(self, batch: ChatBatch) -> tuple:
+    def _inputs(self, batch: ChatBatch) -> tuple[mx.array, mx.array, mx.array]:
         ids, src, tgt = batch.arrays(self.pad_id)
         return mx.array(ids.astype(np.int32)), mx.array(src.astype(np.int32)), mx.array(tgt.astype(np.int32))
 
     def _gather(self, ids: mx.array, src: mx.array) -> mx.array:
-        hidden = self.model.model(ids)
+        hidden: mx.array = self.model.model(ids)
         return hidden.reshape(-1, hidden.shape[-1])[src]
 
     def _loss_sum(self, ids: mx.array, src: mx.array, tgt: mx.array) -> mx.array:

@@ -137,7 +137,7 @@ def fingerprint_examples(examples: Iterable[QueryExample]) -> str:
     """
     digest = hashlib.sha256()
     for ex in examples:
-        row: list = [ex.qid, ex.query, ex.positives, ex.negatives]
+        row: list[object] = [ex.qid, ex.query, ex.positives, ex.negatives]
         if ex.first_stage is not None:  # what dev queries are ranked over is part of the data
             row += [ex.first_stage.name, ex.first_stage.ids, sorted(ex.grades.items())]
         digest.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))

@@ -37,6 +37,7 @@ signal between them; only spam passages have their own templates.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from trainers.data_model import QueryExample, RerankDataset, make_dataset
 
@@ -104,8 +105,8 @@ def _passage(rng: random.Random, words: list[str], templates: tuple[str, ...] = 
     """Fill N_SENTENCES distinct sentence templates with the content words, in a shuffled order."""
     words = list(words)
     rng.shuffle(words)
-    templates = rng.sample(templates, N_SENTENCES)
-    return " ".join(t.format(words[2 * i], words[2 * i + 1]) for i, t in enumerate(templates))
+    chosen = rng.sample(templates, N_SENTENCES)
+    return " ".join(t.format(words[2 * i], words[2 * i + 1]) for i, t in enumerate(chosen))
 
 
 def _negative_words(rng: random.Random, topic_rest: list[str], other_topic: tuple[str, ...],
@@ -126,7 +127,7 @@ def _new_query(rng: random.Random, words: tuple[str, ...], taken: set[str]) -> t
     raise ValueError("demo generator ran out of distinct queries; lower n_queries or raise n_topics")
 
 
-def _distinct(make, count: int, taken: set[str]) -> list[str]:
+def _distinct(make: Callable[[], str], count: int, taken: set[str]) -> list[str]:
     """`count` strings from `make()` that are new to `taken` (which they are added to)."""
     out: list[str] = []
     for _ in range(count * MAX_TRIES):

@@ -55,7 +55,7 @@ class StepStats:
     seconds: float
 
 
-BatchT = TypeVar("BatchT", contravariant=True)
+BatchT = TypeVar("BatchT")
 
 
 class TrainEngine(Protocol[BatchT]):

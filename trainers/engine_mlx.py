@@ -40,7 +40,7 @@ class MlxTrainEngine(MlxLoraEngine):
         self._head_rows = mx.stop_gradient(head.weight[mx.array(self._answer_ids)].astype(mx.float32))
 
     def _forward(self, ids: mx.array, last: mx.array) -> mx.array:
-        hidden = self.model.model(ids)
+        hidden: mx.array = self.model.model(ids)
         picked = hidden[mx.arange(ids.shape[0]), last].astype(mx.float32)
         logits = picked @ self._head_rows.T
         return logits[:, 0] - logits[:, 1]
@@ -48,7 +48,7 @@ class MlxTrainEngine(MlxLoraEngine):
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 
-    def _inputs(self, batch: Batch) -> tuple:
+    def _inputs(self, batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:
         ids, last = pad_rows(batch.rows, self.pad_id)
         labels = mx.array(np.asarray(batch.labels, np.float32)) if self.train_cfg.loss == "pointwise" else None
         return mx.array(ids.astype(np.int32)), mx.array(last.astype(np.int32)), labels
@@ -56,7 +56,7 @@ class MlxTrainEngine(MlxLoraEngine):
     def _loss_sum(self, ids: mx.array, last: mx.array, labels: mx.array | None) -> mx.array:
         z = self._forward(ids, last)
         if labels is not None:
-            loss = labels * nn.softplus(-z) + (1.0 - labels) * nn.softplus(z)
+            loss: mx.array = labels * nn.softplus(-z) + (1.0 - labels) * nn.softplus(z)
         else:
             groups = z.reshape(-1, self.train_cfg.group_size)
             loss = mx.logsumexp(groups, axis=1) - groups[:, 0]

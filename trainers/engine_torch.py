@@ -27,7 +27,7 @@ class TorchTrainEngine(TorchLoraEngine):
                  device: str = "cpu", eval_batch_size: int = 32) -> None:
         super().__init__(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device,
                          eval_batch_size=eval_batch_size)
-        self._head_rows = self._head[list(answer_ids)].detach().clone()
+        self._head_rows: torch.Tensor = self._head[list(answer_ids)].detach().clone()
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         ids, last = pad_rows(rows, self.pad_id)

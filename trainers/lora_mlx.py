@@ -79,7 +79,7 @@ class MlxLoraEngine:
     def _examples(self, batch: Any) -> int:
         raise NotImplementedError
 
-    def _inputs(self, batch: Any) -> tuple:
+    def _inputs(self, batch: Any) -> tuple[mx.array | None, ...]:
         """The batch as MLX arrays (and None for absent parts), the arguments of `_loss_sum`."""
         raise NotImplementedError
 
@@ -87,7 +87,7 @@ class MlxLoraEngine:
         raise NotImplementedError
 
     # -- shared machinery ----------------------------------------------------------------------
-    def _objective(self, inputs: tuple, total: int) -> mx.array:
+    def _objective(self, inputs: tuple[mx.array | None, ...], total: int) -> mx.array:
         return self._loss_sum(*inputs) / total
 
     def _new_optimizer(self) -> optim.AdamW:
@@ -98,7 +98,8 @@ class MlxLoraEngine:
     def _head_logits(self, hidden: mx.array) -> mx.array:
         """Full-vocabulary logits of some hidden states (tied or separate, float or quantized head)."""
         head = getattr(self.model, "lm_head", None)
-        return head(hidden) if head is not None else self.model.model.embed_tokens.as_linear(hidden)
+        logits: mx.array = head(hidden) if head is not None else self.model.model.embed_tokens.as_linear(hidden)
+        return logits
 
     def _set_lora(self, lora: LoraWeights) -> None:
         check_lora_shape(lora, self._shapes, self.lora_cfg.rank)
@@ -182,10 +183,10 @@ class MlxLoraEngine:
             mx.clear_cache()
 
 
-def _assign(tree: dict, flat: list[tuple[str, mx.array]]) -> None:
+def _assign(tree: dict[str, Any], flat: list[tuple[str, mx.array]]) -> None:
     """Set leaves of a nested dict/list tree in place by dotted path (list indices are digits)."""
     for path, value in flat:
-        node = tree
+        node: Any = tree  # dicts and lists, nested
         *parents, leaf = path.split(".")
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,16 @@ class TorchLoraEngine:
                           and name.count(".") >= 3 and matches_target(name.split(".", 3)[3], lora.target_modules)})
         if not targets:
             raise ValueError(f"[lora].target_modules {lora.target_modules} match no linear layer of {model_dir}")
-        peft_config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        # The ignore: peft annotates lora_alpha as int, but any number works (it only scales).
+        peft_config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,  # type: ignore[arg-type]
                                      target_modules=targets, layers_to_transform=layers, bias="none")
         with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             self.model = get_peft_model(base, peft_config).to(device)
-        self._backbone = self.model.get_base_model().model  # Qwen3Model: stops at the final norm
-        self._head = self.model.get_base_model().get_output_embeddings().weight  # frozen (V, hidden)
+        # Any: peft types the wrapped transformers model as a bare nn.Module.
+        peft_base: Any = self.model.get_base_model()
+        self._backbone = peft_base.model  # Qwen3Model: stops at the final norm
+        self._head = peft_base.get_output_embeddings().weight  # frozen (V, hidden)
         self._layers: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
         for name, module in self.model.named_modules():
             if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
@@ -92,7 +96,9 @@ class TorchLoraEngine:
 
     def _hidden(self, ids: np.ndarray) -> torch.Tensor:
         """Final-norm hidden states (batch, time, hidden) of right-padded ids."""
-        return self._backbone(input_ids=torch.from_numpy(ids).to(self.device), use_cache=False).last_hidden_state
+        hidden: torch.Tensor = self._backbone(input_ids=torch.from_numpy(ids).to(self.device),
+                                              use_cache=False).last_hidden_state
+        return hidden
 
     def train_step(self, micro_batches: list[Any]) -> StepStats:
         """One AdamW update from all micro-batches together, exactly as if they were one batch."""
@@ -119,7 +125,7 @@ class TorchLoraEngine:
                          total, time.perf_counter() - started)
 
     @contextlib.contextmanager
-    def _dropout_rng(self):
+    def _dropout_rng(self) -> Iterator[None]:
         """Dropout masks from a generator seeded by (seed, step); the caller's global RNG is untouched."""
         if self.lora_cfg.dropout == 0.0:
             yield

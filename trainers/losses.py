@@ -8,11 +8,13 @@ when micro-batches differ in size.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def softplus(x: np.ndarray) -> np.ndarray:
+def softplus(x: np.ndarray) -> NDArray[np.float64]:
     """log(1 + e^x) without overflow."""
-    return np.logaddexp(0.0, x)
+    out: NDArray[np.float64] = np.logaddexp(0.0, x)
+    return out
 
 
 def pointwise_bce_sum(logodds: np.ndarray, labels: np.ndarray) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 CUTOFF = 10
 METRIC_NAMES = ("mrr@10", "ndcg@10", "recall@10", "map")
@@ -31,7 +32,7 @@ METRIC_GOALS: dict[str, str] = {
 }
 
 
-def rank_order(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
+def rank_order(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> NDArray[np.intp]:
     """Candidate indices in rank order (best score first), ties broken pessimistically (see the
     module docstring); the order every metric and every written ranking uses."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -45,7 +46,7 @@ def rank_order(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | n
     return np.lexsort((y, -s))
 
 
-def ranked_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> np.ndarray:
+def ranked_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> NDArray[np.float64]:
     """Labels in rank order (best score first), ties broken pessimistically (see the module docstring)."""
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if np.any(y < 0):

@@ -21,7 +21,7 @@ from backends.adapters import Manifest
 from backends.chat_template import chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
-from trainers.settings import AppConfig
+from trainers.settings import AppConfig, RunKind
 from store import PromotionEvent, RunRecord, RunStore
 from trainers.errors import DataError
 from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
@@ -160,7 +160,7 @@ async def _serving_figure(store: RunStore, config: AppConfig, run: RunRecord) ->
     if serving_run == run.serving_run_id:
         return serving_run, run.serving, run.serving_note
     # Another adapter was promoted after this run ended: measure it on this run's dev candidates now.
-    from trainers.run_loop import prepare_plan
+    from trainers.plan import prepare_plan
     from trainers.serving_check import evaluate_serving
 
     try:
@@ -194,7 +194,7 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     return decision
 
 
-async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -> str | None:
+async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker") -> str | None:
     """Restore the adapter the current one replaced (or the plain base); returns the new active run id."""
     lineage = await store.promotions(kind)
     if not lineage:

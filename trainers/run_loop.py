@@ -22,81 +22,24 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from backends.adapters import LoraWeights
 from trainers.settings import AppConfig
-from store import CheckpointEvent, DatasetEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
+from trainers.engine_base import TrainEngine
 from trainers.evaluation import Evaluation
 from trainers.metrics import METRIC_GOALS
+# Re-exported: the plan protocol and its factory live in trainers.plan, so that promotion can prepare
+# a plan without importing this loop (which imports promotion).
+from trainers.plan import TrainingPlan as TrainingPlan
+from trainers.plan import prepare_plan as prepare_plan
 from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, promote
 from trainers.serving_check import ServingReference, evaluate_serving
 from trainers.trec import RANKINGS_DIR, write_qrels, write_run
 
 CHECKPOINTS, KEEP_CHECKPOINTS, TRAINER_STATE, ORIGIN = "checkpoints", 2, "trainer.json", "telemetry_origin.safetensors"
-
-
-class TrainingPlan(Protocol):
-    """What a run of one kind needs, prepared and validated before the run exists."""
-
-    config: AppConfig
-    kind: str  # "reranker" | "agent": the store's run kind and the promotion slot
-    backend: str
-    device: str
-
-    @property
-    def primary_metric(self) -> str: ...
-
-    @property
-    def dataset_fingerprint(self) -> str: ...
-
-    @property
-    def base_fingerprint(self) -> str: ...
-
-    @property
-    def template_fingerprint(self) -> str: ...
-
-    @property
-    def candidates_note(self) -> str:
-        """What the dev set is (for the results table): the first stage and its k, or the data's lists."""
-        ...
-
-    def dataset_event(self) -> DatasetEvent:
-        """The typed summary of the run's data and split, for the screens."""
-        ...
-
-    def describe(self) -> list[str]:
-        """Log lines for the start of the run (data summary, backend and split sizes)."""
-        ...
-
-    def make_engine(self) -> Any:
-        """A fresh engine: train_step, lora_weights, trainable_vector, save/load_state, close."""
-        ...
-
-    def batches_for(self, step: int) -> list:
-        """The micro-batches of optimizer step `step` (a pure function of the step)."""
-        ...
-
-    def evaluate(self, engine: Any) -> Evaluation:
-        """Dev evaluation with the engine's current adapter; its metrics contain the primary metric."""
-        ...
-
-    def first_stage(self) -> Evaluation | None:
-        """The first stage's own ranking of the dev candidates (None: the data has no first stage)."""
-        ...
-
-    def qrels(self) -> dict[str, dict[str, float]] | None:
-        """The dev judgments behind the metrics, for the TREC qrels file (None: not a ranking task)."""
-        ...
-
-    def evaluate_adapter(self, lora: LoraWeights) -> Evaluation:
-        """The dev evaluation of another adapter of this kind (the serving one)."""
-        ...
-
-    def write_adapter(self, folder: Path, lora: LoraWeights, run_id: str, metrics: dict[str, float]) -> None:
-        """Replace `folder` with the adapter in the backend's format plus its manifest (written last)."""
-        ...
 
 
 class TrainingFailed(RuntimeError):
@@ -162,21 +105,13 @@ def _better(metric: str, candidate: float, incumbent: float | None) -> bool:
     return candidate > incumbent if METRIC_GOALS[metric] == "maximize" else candidate < incumbent
 
 
-def prepare_plan(config: AppConfig) -> TrainingPlan:
-    """The plan for the config's `[train].kind` (raises DataError / ValueError on bad input)."""
-    if config.train.kind == "agent":
-        from trainers.agent_plan import AgentPlan
-        return AgentPlan.prepare(config)
-    from trainers.run_plan import RunPlan
-    return RunPlan.prepare(config)
-
-
 async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.Event | None = None,
                          resume_run_id: str | None = None, plan: TrainingPlan | None = None,
                          on_progress: Callable[[ProgressUpdate], None] | None = None,
                          on_run_created: Callable[[str], None] | None = None) -> RunOutcome:
     """Prepare the plan of the config's kind (in a thread) and run it."""
-    plan = plan or await asyncio.to_thread(prepare_plan, config)
+    if plan is None:
+        plan = await asyncio.to_thread(prepare_plan, config)
     return await run_training(config, store, plan, cancel, resume_run_id, on_progress, on_run_created)
 
 
@@ -222,8 +157,9 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
     return outcome
 
 
-async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan, run_id: str,
-                 cancel: threading.Event, resuming: bool, outcome: RunOutcome, on_progress) -> None:
+async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: TrainingPlan, run_id: str,
+                 cancel: threading.Event, resuming: bool, outcome: RunOutcome,
+                 on_progress: Callable[[ProgressUpdate], None] | None) -> None:
     from safetensors.numpy import load_file, save_file
 
     from trainers.evaluation import Projector
@@ -307,7 +243,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
         await asyncio.to_thread(engine.close)
 
 
-async def _references(store: RunStore, plan: TrainingPlan, engine: TrainEngine, tracker: _Tracker, writer: EventWriter,
+async def _references(store: RunStore, plan: TrainingPlan, engine: TrainEngine[Any], tracker: _Tracker, writer: EventWriter,
                       run_dir: Path, run_id: str) -> None:
     """Before training: the first stage's and the base model's dev figures, and their rankings."""
     metric = plan.primary_metric
@@ -328,7 +264,7 @@ async def _references(store: RunStore, plan: TrainingPlan, engine: TrainEngine, 
         await asyncio.to_thread(write_qrels, rankings, qrels)
 
 
-async def _evaluate(store: RunStore, plan: TrainingPlan, engine: TrainEngine, tracker: _Tracker, writer: EventWriter,
+async def _evaluate(store: RunStore, plan: TrainingPlan, engine: TrainEngine[Any], tracker: _Tracker, writer: EventWriter,
                     run_dir: Path, run_id: str) -> Evaluation:
     metric = plan.primary_metric
     evaluation = await asyncio.to_thread(plan.evaluate, engine)
@@ -358,7 +294,7 @@ async def _raise_alarms(store: RunStore, raised: list[Alarm], writer: EventWrite
         await store.set_alarm(run_id, raised[-1].message)
 
 
-async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingPlan, writer, run_dir: Path,
+async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingPlan, writer: EventWriter, run_dir: Path,
                              run_id: str) -> ServingReference | None:
     """At the end of a run: evaluate the adapter serving now on this run's dev candidates (the gate
     compares with it), record its figure or why it could not be compared."""
@@ -381,7 +317,7 @@ async def _serving_reference(config: AppConfig, store: RunStore, plan: TrainingP
     return reference
 
 
-async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
+async def _checkpoint(engine: TrainEngine[Any], tracker: _Tracker, run_dir: Path, writer: EventWriter) -> None:
     """Write engine state + tracker to a temp folder, then rename: a checkpoint is whole or absent."""
     root = run_dir / CHECKPOINTS
     final = root / f"step-{tracker.step:07d}"

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from backends.adapters import LoraWeights
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import PromptBuilder, PromptError, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
-from trainers.settings import AppConfig
+from trainers.settings import AppConfig, RunKind
 from trainers.artifacts import lora_num_layers, write_adapter_folder
 from store import DatasetEvent
-from trainers.data_model import dataset_event
+from trainers.data_model import RerankDataset, dataset_event
 from trainers.datasets import load_dataset
-from trainers.engine_base import Batch
+from trainers.engine_base import Batch, RerankTrainEngine
 from trainers.engines import make_train_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation, dev_qrels, evaluate_first_stage, evaluate_queries
 from trainers.serving_check import lora_config_for
-from trainers.splits import Group, Split, TrainStream, split_for_config
+from trainers.splits import Group, Pair, Split, TrainStream, split_for_config
 
 
 def fits(builder: PromptBuilder, query: str) -> bool:
@@ -51,10 +51,10 @@ def fit_split(split: Split, train_builder: PromptBuilder, eval_builder: PromptBu
     return Split(train=kept, dev=split.dev), len(split.train) - len(kept)
 
 
-def make_batches(items: list, builder: PromptBuilder, micro_batches: int) -> list[Batch]:
+def make_batches(items: list[Group] | list[Pair], builder: PromptBuilder, micro_batches: int) -> list[Batch]:
     """Tokenize one optimizer step's items and cut them into `micro_batches` (gradient accumulation)."""
     size = -(-len(items) // micro_batches)
-    out = []
+    out: list[Batch] = []
     for start in range(0, len(items), size):
         chunk = items[start:start + size]
         if isinstance(chunk[0], Group):
@@ -70,12 +70,12 @@ def make_batches(items: list, builder: PromptBuilder, micro_batches: int) -> lis
 class RunPlan:
     """Validated inputs of a run: data and split, model folder, backend, tokenizer, prompt builder.
 
-    Implements `trainers.run_loop.TrainingPlan` for kind "reranker".
+    Implements `trainers.plan.TrainingPlan` for kind "reranker".
     """
 
-    kind: ClassVar[str] = "reranker"
+    kind: ClassVar[RunKind] = "reranker"
     config: AppConfig
-    dataset: Any
+    dataset: RerankDataset
     split: Split
     stream: TrainStream
     model_dir: Path
@@ -139,14 +139,14 @@ class RunPlan:
                          f"{self.config.train.max_length} tokens allows with the prompt")
         return lines
 
-    def make_engine(self):
+    def make_engine(self) -> RerankTrainEngine:
         return make_train_engine(self.backend, self.model_dir, self.config.lora, self.config.train,
                                  self.answer_ids, self.pad_id, seed=self.config.train.seed, device=self.device)
 
     def batches_for(self, step: int) -> list[Batch]:
         return make_batches(self.stream.batch(step), self.builder, self.config.train.grad_accumulation)
 
-    def evaluate(self, engine) -> Evaluation:
+    def evaluate(self, engine: RerankTrainEngine) -> Evaluation:
         scoring = self.config.scoring
         return evaluate_queries(engine.logodds, self.eval_builder, self.split.dev, scoring.token_budget,
                                 scoring.max_batch_size)

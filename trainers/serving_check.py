@@ -36,7 +36,7 @@ def lora_config_for(lora: LoraWeights, like: LoraConfig) -> LoraConfig:
 def evaluate_serving(plan: Any, folder: Path, run_id: str) -> ServingReference:
     """Evaluate the adapter in `folder` (serving for `plan.kind`) with the plan's dev evaluation.
 
-    `plan` is a `trainers.run_loop.TrainingPlan`; it supplies the compatibility fingerprints and
+    `plan` is a `trainers.plan.TrainingPlan`; it supplies the compatibility fingerprints and
     `evaluate_adapter`. Never raises for a bad serving adapter: the note says what was wrong.
     """
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -194,7 +194,7 @@ class TrainStream:
         if step < 0:
             raise ValueError(f"step must be non-negative (got {step})")
         epoch, offset = self.position(step)
-        out: list = []
+        out: list[Any] = []  # all Groups or all Pairs, as `self.loss` says
         while len(out) < self.batch_size:
             items = self.epoch_items(epoch)
             take = items[offset: offset + self.batch_size - len(out)]

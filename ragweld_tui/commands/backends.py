@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("backends", help="list available backends and devices", description=__doc__)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     infos = describe_backends()
     try:
         choice = choose_backend(config.model.backend, config.model.device)
-        chosen = {"backend": choice.backend, "device": choice.device, "reason": choice.reason}
+        chosen: dict[str, str | None] = {"backend": choice.backend, "device": choice.device, "reason": choice.reason}
     except ValueError as exc:
         chosen = {"backend": None, "device": None, "reason": str(exc)}
     if args.json:

@@ -14,15 +14,21 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from ragweld_tui.commands.common import config_from_args, user_errors
 from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
 
+if TYPE_CHECKING:
+    from backends.agent_service import AgentService
+
+AdapterChoice = Path | Literal["active"] | None  # a folder, the active agent adapter (followed), or the base
+
 HELP = "commands: /reset (new conversation), /exit (leave), /help"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     chat = sub.add_parser("chat", help="chat with the agent (the active adapter, or --adapter DIR) in the terminal")
     chat.add_argument("--adapter", metavar="DIR", help="serve this adapter folder ('none': the plain base model)")
     chat.add_argument("--model", metavar="REF", help="base chat model (default: [model].base of an agent config)")
@@ -34,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.set_defaults(handler=lambda args: asyncio.run(_chat(args)))
 
 
-def make_agent_service(config: AppConfig, adapter: Path | None | str = "active", model: str | None = None,
-                       sampling: dict | None = None):
+def make_agent_service(config: AppConfig, adapter: AdapterChoice = "active", model: str | None = None, *,
+                       temperature: float | None = None, top_p: float | None = None, max_tokens: int | None = None,
+                       seed: int | None = None) -> AgentService:
     """An `AgentService` for a config: its chat model, the active agent adapter ("active", followed
     across promotions), a fixed folder, or None (the plain base); [chat] sampling unless overridden.
 
@@ -45,21 +52,21 @@ def make_agent_service(config: AppConfig, adapter: Path | None | str = "active",
     from backends.chat_base import ChatInputError, SamplingParams
     from backends.generator import GeneratorSettings
 
-    if adapter == "active":
-        adapter = config.active_adapter_dir("agent")
-    c, given = config.chat, {k: v for k, v in (sampling or {}).items() if v is not None}
+    folder = config.active_adapter_dir("agent") if adapter == "active" else adapter
+    c = config.chat
     try:
-        defaults = SamplingParams(given.get("temperature", c.temperature), given.get("top_p", c.top_p),
-                                  given.get("max_tokens", c.max_tokens), given.get("seed"))
+        defaults = SamplingParams(c.temperature if temperature is None else temperature,
+                                  c.top_p if top_p is None else top_p,
+                                  c.max_tokens if max_tokens is None else max_tokens, seed)
     except ChatInputError as exc:
         raise UserError(str(exc)) from None
     settings = GeneratorSettings(config.chat_model(model), config.model.backend, config.model.device,
                                  config.model.dtype, config.model.trust_remote_code)
-    return AgentService(settings, adapter, reload_check_s=config.serving.reload_check_s,
+    return AgentService(settings, folder, reload_check_s=config.serving.reload_check_s,
                         idle_unload_s=config.serving.idle_unload_s, defaults=defaults)
 
 
-def _adapter_arg(args: argparse.Namespace) -> tuple[Path | None | str, bool]:
+def _adapter_arg(args: argparse.Namespace) -> tuple[AdapterChoice, bool]:
     """(adapter for make_agent_service, whether the user named it explicitly)."""
     if args.adapter is None:
         return "active", False
@@ -74,8 +81,8 @@ def _adapter_arg(args: argparse.Namespace) -> tuple[Path | None | str, bool]:
 async def _chat(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     adapter, explicit = _adapter_arg(args)
-    service = make_agent_service(config, adapter, args.model, {"temperature": args.temperature, "top_p": args.top_p,
-                                                               "max_tokens": args.max_tokens, "seed": args.seed})
+    service = make_agent_service(config, adapter, args.model, temperature=args.temperature, top_p=args.top_p,
+                                 max_tokens=args.max_tokens, seed=args.seed)
     system = args.system if args.system is not None else config.chat.system_prompt
     try:
         with user_errors():
@@ -109,7 +116,7 @@ async def _read_line(prompt: str) -> str | None:
     return await asyncio.to_thread(read)
 
 
-async def _repl(service, system: str | None) -> None:
+async def _repl(service: AgentService, system: str | None) -> None:
     from backends.chat_base import ChatInputError
 
     history: list[dict[str, str]] = []
@@ -133,7 +140,8 @@ async def _repl(service, system: str | None) -> None:
         messages = ([{"role": "system", "content": system}] if system else []) + history + [{"role": "user", "content": text}]
         pieces: list[str] = []
         try:
-            async with contextlib.aclosing(service.stream(messages)) as stream:
+            # AgentService.stream is an async generator but annotated AsyncIterator (no aclose) in backends.
+            async with contextlib.aclosing(service.stream(messages)) as stream:  # type: ignore[type-var]
                 async for piece in stream:
                     pieces.append(piece)
                     print(piece, end="", flush=True)

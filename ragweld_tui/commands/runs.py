@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore, StoreError, StoreMissingError, validate_run_id
@@ -29,7 +29,7 @@ from store.reads import RawEvent
 EXPORT_PAGE = 5000
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `runs` command with its `show` and `export` actions."""
     parser = subparsers.add_parser(
         "runs",
@@ -115,8 +115,9 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _run_json(run: RunRecord) -> dict[str, Any]:
-    return json_safe(run.model_dump())  # type: ignore[return-value]
+def _run_json(run: RunRecord) -> object:
+    """The run as strict-JSON-ready data (non-finite floats spelled out)."""
+    return json_safe(run.model_dump())
 
 
 def _print_runs(runs: list[RunRecord], *, as_json: bool, path: Path) -> None:
@@ -185,8 +186,8 @@ async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:
         print(f"{label:<11}{value}")
     print("latest metrics:" if metrics else "latest metrics: none")
     width = max((len(_clean(k)) for k in metrics), default=0)
-    for key, value in metrics.items():
-        print(f"  {_clean(key):<{width}}  {_num(value)}")
+    for key, figure in metrics.items():
+        print(f"  {_clean(key):<{width}}  {_num(figure)}")
     if artifacts:
         print("artifacts:")
         for a in artifacts:

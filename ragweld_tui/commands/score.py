@@ -13,7 +13,7 @@ from ragweld_tui.commands.common import config_from_args, user_errors
 from ragweld_tui.errors import UserError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("score", help="rank documents for a query", description=__doc__)
     parser.add_argument("--query", "-q", required=True, help="the search query")
     parser.add_argument("--doc", "-d", action="append", default=[], metavar="TEXT", help="a document (repeatable)")

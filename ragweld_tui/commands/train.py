@@ -17,15 +17,20 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from ragweld_tui.commands.common import config_from_args, user_errors
 from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
 
+if TYPE_CHECKING:
+    from store import RunStore
+    from trainers.run_loop import ProgressUpdate, RunOutcome
+
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     promote = sub.add_parser("promote", help="promote a completed run's adapter to the active one")
     promote.add_argument("run_id", metavar="RUN_ID")
     promote.add_argument("--force", action="store_true", help="waive the metric gate (never the compatibility checks)")
@@ -36,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterator:
+async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterator[RunStore]:
     """The store named by --db (runs folder beside it) or the configured one."""
     from store import RunStore, StoreError
     from store.settings import store_location
@@ -55,12 +60,12 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
 class ProgressPrinter:
     """A bar with ETA on a terminal; plain lines (at evals and every 10 steps) otherwise."""
 
-    def __init__(self, stream=sys.stderr) -> None:
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.start = time.monotonic()
 
-    def __call__(self, update) -> None:
+    def __call__(self, update: ProgressUpdate) -> None:
         elapsed = time.monotonic() - self.start
         eta = elapsed / update.step * (update.max_steps - update.step) if update.step else 0.0
         text = (f"step {update.step}/{update.max_steps} loss {update.loss:.4f} {update.tokens_per_s:,.0f} tok/s "
@@ -86,9 +91,9 @@ def _num(value: float, sign: str = "") -> str:
 TIMING_COLUMNS = (("latency_p50_ms", "p50 ms", ".1f"), ("latency_p95_ms", "p95 ms", ".1f"), ("pairs_per_s", "pairs/s", ",.0f"))
 
 
-def results_rows(outcome) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+def results_rows(outcome: RunOutcome) -> list[tuple[str, dict[str, float], dict[str, float]]]:
     """(system, metrics, timing) in the order a reader compares them: first stage → base → serving → tuned."""
-    rows = []
+    rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
     if outcome.first_stage:
         rows.append(("first stage", outcome.first_stage, {}))
     rows.append(("base", outcome.baseline, outcome.baseline_timing))
@@ -100,7 +105,7 @@ def results_rows(outcome) -> list[tuple[str, dict[str, float], dict[str, float]]
     return rows
 
 
-def print_results_table(outcome) -> None:
+def print_results_table(outcome: RunOutcome) -> None:
     """Every system measured on the same dev candidates, one row each, primary metric starred."""
     rows = results_rows(outcome)
     metrics = list(outcome.baseline)
@@ -124,7 +129,7 @@ def print_results_table(outcome) -> None:
               else f"(serving adapter: run {serving.run_id}, active when this run ended)")
 
 
-def print_outcome(outcome) -> None:
+def print_outcome(outcome: RunOutcome) -> None:
     if outcome.error:
         print(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"\nrun {outcome.run_id}: {outcome.status} after {outcome.steps} steps in {outcome.wall_s:.1f}s "
@@ -163,7 +168,7 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     return EXIT_CODES.get(outcome.status, 1)
 
 
-async def _check_resumable(store, run_id: str, kind: str) -> None:
+async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
     from store import StoreError
 
     try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(AppModalScreen[bool]):
     """Asks a question; `y` answers yes, `n` or escape no. Dismisses with the answer."""
 
     BINDINGS = [

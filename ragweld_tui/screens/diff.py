@@ -9,11 +9,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ragweld_tui.format import config_diff, format_value, metric_deltas
 from ragweld_tui.messages import DiffData, DiffLoaded, StoreFailed
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 from store import RunRecord, StoreError
 
@@ -36,7 +36,7 @@ def summary_metrics(run: RunRecord, latest: dict[str, float]) -> dict[str, float
     return out
 
 
-class DiffScreen(Screen[None]):
+class DiffScreen(AppScreen[None]):
     """Run A against run B: what changed in the config, and which metrics got better or worse."""
 
     BINDINGS = [
@@ -67,7 +67,7 @@ class DiffScreen(Screen[None]):
     async def _load(self) -> None:
         """Worker: read both runs and their latest metrics."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
+            store = await self.ragweld_app.get_store()
             a, b = await store.get_run(self.a), await store.get_run(self.b)
             data = DiffData(a, b, await store.latest_metrics(self.a), await store.latest_metrics(self.b))
         except StoreError as exc:

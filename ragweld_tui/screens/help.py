@@ -6,9 +6,9 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 
 OVERVIEW = (
@@ -18,7 +18,7 @@ OVERVIEW = (
 )
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(AppModalScreen[None]):
     """A scrollable list of key → action for the screen below, closed with escape, q or ?."""
 
     BINDINGS = [

@@ -1,10 +1,13 @@
-"""The inspector (pushed on enter): one run's config, dataset, artifacts, manifest, promotion, events."""
+"""The inspector (pushed on enter): one run's config, dataset, artifacts, manifest, promotion, events.
+
+Every tab reads typed records: the run row, its artifacts, the adapter's manifest file, and the
+run's `DatasetEvent` and `PromotionEvent`s; nothing is parsed out of log text.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,27 +16,27 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from ragweld_tui.format import ALARM_MARK, cycle, figure_lines, format_value, human_bytes, verdict_head
-from ragweld_tui.messages import (
-    EventsArrived,
-    InspectorData,
-    InspectorLoaded,
-    StoreFailed,
-)
+from backends.adapters import MANIFEST
+from ragweld_tui.format import (ALARM_MARK, cycle, dataset_lines, figure_lines, format_value, human_bytes,
+                                verdict_head)
+from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, StoreFailed
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
-from store import ArtifactRecord, EventRecord, LogEvent, PromotionEvent, RunStore, StoreError
+from store import DatasetEvent, EventRecord, PromotionEvent, RunStore, StoreError
+from trainers.promotion import ADAPTER_SUBDIR
 
 TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
 TAIL_BACKLOG = 2000  # events shown when the inspector opens on a long run
 TAIL_PAGES = 5  # pages of 1000 events read per poll, so a burst never stalls one tick
+# The trainers write the DatasetEvent right after the run starts, so it is among a run's first
+# events: a long run's is found without reading the backlog the tail skips.
+DATASET_HEAD = 20
 MAX_FILE_BYTES = 256 * 1024
-# The trainers log their data as "<format> data (<variant>) from <source>: ..." and "<n> train / <m> dev ...".
-DATASET_LINE = re.compile(r"^\w+ data \(.+\) from |.* \d+ train / \d+ dev ")
+MANIFEST_PATH = f"{ADAPTER_SUBDIR}/{MANIFEST}"  # registered by the trainers with the adapter's files
 
 
 def render_mapping(data: dict[str, Any]) -> str:
@@ -65,31 +68,29 @@ def read_json_file(path: Path) -> str | None:
         return text
 
 
-def find_artifact(artifacts: list[ArtifactRecord], kinds: tuple[str, ...],
-                  names: tuple[str, ...]) -> ArtifactRecord | None:
-    """The newest artifact of one of `kinds` or whose file name is one of `names`."""
-    for artifact in reversed(artifacts):
-        if artifact.kind in kinds or Path(artifact.path).name in names:
-            return artifact
-    return None
+def latest_dataset(records: list[EventRecord]) -> DatasetEvent | None:
+    """The newest DatasetEvent among `records` (a resumed run writes one per start)."""
+    latest = None
+    for record in records:
+        if isinstance(record.event, DatasetEvent):
+            latest = record.event
+    return latest
 
 
 async def read_inspector(store: RunStore, run_id: str) -> InspectorData:
-    """Everything the inspector shows except events; artifact files are read in a thread."""
+    """Everything the inspector shows except the event log; the manifest file is read in a thread."""
     run = await store.get_run(run_id)
     artifacts = await store.artifacts(run_id)
     promotions = [p for p in await store.promotions(run.kind) if run_id in (p.run_id, p.replaced_run_id)]
     metrics = await store.latest_metrics(run_id)
-    texts: list[str | None] = []
-    for found in (find_artifact(artifacts, ("manifest",), ("manifest.json",)),
-                  find_artifact(artifacts, ("promotion", "decision"), ("promotion.json", "decision.json")),
-                  find_artifact(artifacts, ("dataset",), ("dataset.json",))):
-        path = None if found is None else store.artifact_path(run_id, found.path)
-        texts.append(None if path is None else await asyncio.to_thread(read_json_file, path))
-    return InspectorData(run, artifacts, promotions, texts[0], texts[1], texts[2], metrics)
+    manifest = None
+    if any(a.path == MANIFEST_PATH for a in artifacts):
+        manifest = await asyncio.to_thread(read_json_file, store.artifact_path(run_id, MANIFEST_PATH))
+    dataset = latest_dataset(await store.events_since(run_id, 0, limit=DATASET_HEAD))
+    return InspectorData(run, artifacts, promotions, manifest, dataset, metrics)
 
 
-class InspectorScreen(Screen[None]):
+class InspectorScreen(AppScreen[None]):
     """Tabs about one run; the event log tails the store while the screen is visible."""
 
     HELP = "[ and ] switch tabs; l sets the event log's minimum level (metrics and telemetry are debug level)."
@@ -107,7 +108,7 @@ class InspectorScreen(Screen[None]):
         self.run_id = run_id
         self.data: InspectorData | None = None
         self._seq: int | None = None  # last event seq read (worker-owned cursor)
-        self.dataset_lines: list[str] = []  # what the trainer logged about its data
+        self.dataset: DatasetEvent | None = None  # the newest DatasetEvent in the tailed events
         self.verdict: EventRecord | None = None  # the latest PromotionEvent (the gate's typed verdict)
         self.attempts = 0  # promotion verdicts seen in the tailed events
         self.failed = False
@@ -133,7 +134,7 @@ class InspectorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#artifacts-table", DataTable).add_columns("Kind", "Path", "Size", "SHA-256")
         self._show_filter()
-        self.set_interval(self.app.poll_interval_s, self.request_refresh)  # type: ignore[attr-defined]
+        self.set_interval(self.ragweld_app.poll_interval_s, self.request_refresh)
         self.request_refresh()
 
     def request_refresh(self) -> None:
@@ -145,7 +146,7 @@ class InspectorScreen(Screen[None]):
     async def _load(self) -> None:
         """Worker: read the run, then the events after the last seq seen; post both."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
+            store = await self.ragweld_app.get_store()
             self.post_message(InspectorLoaded(await read_inspector(store, self.run_id)))
             skipped = 0
             if self._seq is None:
@@ -179,10 +180,8 @@ class InspectorScreen(Screen[None]):
         found = False
         for record in message.records:
             event = record.event
-            if isinstance(event, LogEvent):
-                if DATASET_LINE.match(event.message) and event.message not in self.dataset_lines:
-                    self.dataset_lines.append(event.message)
-                    found = True
+            if isinstance(event, DatasetEvent):
+                self.dataset, found = event, True
             elif isinstance(event, PromotionEvent):
                 self.verdict, found = record, True
                 self.attempts += 1
@@ -212,19 +211,25 @@ class InspectorScreen(Screen[None]):
         table.clear()
         for a in data.artifacts:
             table.add_row(a.kind, a.path, human_bytes(a.bytes), a.sha256[:16] + "…", key=a.path)
-        self.query_one("#manifest-text", Static).update(data.manifest or "(no manifest artifact)")
+        manifest = data.manifest or f"(no {MANIFEST_PATH} among the run's artifacts)"
+        self.query_one("#manifest-text", Static).update(manifest)
         self._show_dataset_and_promotion(data)
 
     def _show_dataset_and_promotion(self, data: InspectorData) -> None:
-        """The Dataset and Promotion tabs: stored facts plus what the run's log said about them."""
-        run = data.run
-        data_section = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
-        parts = [f"fingerprint {run.dataset_fingerprint or '—'}", render_mapping({"data": data_section})]
-        parts.append("\n".join(self.dataset_lines) if self.dataset_lines else "(no dataset summary in the run's log)")
-        if data.dataset:
-            parts.append(data.dataset)
-        self.query_one("#dataset-text", Static).update("\n\n".join(parts))
+        """The Dataset and Promotion tabs, from the run's typed events and its stored config."""
+        self.query_one("#dataset-text", Static).update(self._dataset_text(data))
         self.query_one("#promotion-text", Static).update(self._promotion_text(data))
+
+    def _dataset_text(self, data: InspectorData) -> str:
+        """The run's DatasetEvent (the newest: a resumed run records one per start), then its `[data]`."""
+        run = data.run
+        event = self.dataset or data.dataset
+        if event is not None:
+            lines = dataset_lines(event, "conversations" if run.kind == "agent" else "queries")
+        else:
+            lines = [f"fingerprint {run.dataset_fingerprint or '—'}", "(the run recorded no dataset event)"]
+        section = run.config.get("data")
+        return "\n".join(lines) + "\n\n" + render_mapping({"data": section if isinstance(section, dict) else {}})
 
     def _promotion_text(self, data: InspectorData) -> str:
         run = data.run
@@ -235,14 +240,12 @@ class InspectorScreen(Screen[None]):
             lines.append(f"{utc(p.promoted_at)} {verb}: {p.reason}")
         lines.append("")
         lines.extend(self._verdict_lines(data))
-        if data.decision:
-            lines.append(f"decision:\n{data.decision}")
         return "\n".join(lines)
 
     def _verdict_lines(self, data: InspectorData) -> list[str]:
         """The latest PromotionEvent: verdict, every figure compared (the reference marked), the reasons."""
         if self.verdict is None or not isinstance(event := self.verdict.event, PromotionEvent):
-            return [] if data.decision else ["(no promotion verdict recorded)"]
+            return ["(no promotion verdict recorded)"]
         earlier = f" (latest of {self.attempts} verdicts)" if self.attempts > 1 else ""
         lines = [f"gate verdict {utc(self.verdict.ts)}: {verdict_head(event.promoted, event.forced)}{earlier}"]
         if event.figures:
@@ -271,13 +274,9 @@ class InspectorScreen(Screen[None]):
 
     async def action_compare(self) -> None:
         """Pick another run and diff it against this one."""
-        from ragweld_tui.screens.diff import DiffScreen
-        from ragweld_tui.screens.run_picker import RunPickerScreen
-
         try:
-            runs = await (await self.app.get_store()).list_runs()  # type: ignore[attr-defined]
+            runs = await (await self.ragweld_app.get_store()).list_runs()
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.app.push_screen(RunPickerScreen(runs, "Diff with…", exclude=self.run_id),
-                             lambda other: other and self.app.push_screen(DiffScreen(self.run_id, other)))
+        self.pick_run(runs, "Diff with…", lambda other: self.show_diff(self.run_id, other), exclude=self.run_id)

@@ -8,12 +8,12 @@ seq has not moved. In a small pane (80×24) one chart is shown at a time (`v` cy
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
-from textual.screen import Screen
 from textual.widgets import ProgressBar
 
 from ragweld_tui.format import (
@@ -27,6 +27,7 @@ from ragweld_tui.format import (
     run_elapsed,
 )
 from ragweld_tui.messages import HudLoaded, HudSnapshot
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.charts import (
     EvalChart,
     GradNormChart,
@@ -89,7 +90,7 @@ def summary_text(s: HudSnapshot) -> str:
     return text
 
 
-class MetricsScreen(Screen[None]):
+class MetricsScreen(AppScreen[None]):
     """Charts of the selected run (or the newest running one), refreshed every poll interval."""
 
     HELP = ("The HUD follows the run under the cursor in the runs list (or the newest running run). In a small "
@@ -127,7 +128,7 @@ class MetricsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.watch(self.app, "selected_run", lambda _: self.request_refresh(), init=False)
-        self.set_interval(max(self.app.poll_interval_s, HUD_INTERVAL_S), self.request_refresh)  # type: ignore[attr-defined]
+        self.set_interval(max(self.ragweld_app.poll_interval_s, HUD_INTERVAL_S), self.request_refresh)
         self.request_refresh()
 
     def on_screen_resume(self) -> None:
@@ -136,9 +137,10 @@ class MetricsScreen(Screen[None]):
     def request_refresh(self) -> None:
         """Read the latest series (only while visible)."""
         if self.is_current or self._drawn is None:
-            self._load(self.app.selected_run, self.overlay_id)  # type: ignore[attr-defined]
+            self._load(self.ragweld_app.selected_run, self.overlay_id)
 
-    async def _series(self, store: RunStore, run: RunRecord, roles: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    async def _series(self, store: RunStore, run: RunRecord,
+                      roles: tuple[str, ...] | None = None) -> tuple[dict[str, str], dict[str, list[SeriesPoint]]]:
         keys = resolve_chart_keys(await store.metric_keys(run.id), run.primary_metric)
         if roles is not None:
             keys = {k: v for k, v in keys.items() if k in roles}
@@ -148,7 +150,7 @@ class MetricsScreen(Screen[None]):
     async def _load(self, run_id: str | None, overlay_id: str | None) -> None:
         """Worker: read the run and, when its events moved on, its downsampled series."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
+            store = await self.ragweld_app.get_store()
             run_id = run_id or await default_run(store)
             if run_id is None:
                 self.post_message(HudLoaded(HudSnapshot(None)))
@@ -156,7 +158,7 @@ class MetricsScreen(Screen[None]):
             run = await store.get_run(run_id)
             overlay = await store.get_run(overlay_id) if overlay_id and overlay_id != run_id else None
             key = (run_id, await store.last_seq(run_id), overlay_id, overlay and await store.last_seq(overlay.id))
-            now = self.app.clock()  # type: ignore[attr-defined]
+            now = self.ragweld_app.clock()
             if self._cache is not None and self._cache[0] == key:
                 self.post_message(HudLoaded(dataclasses.replace(self._cache[1], run=run, overlay=overlay, now=now)))
                 return
@@ -222,7 +224,10 @@ class MetricsScreen(Screen[None]):
 
     async def action_pick_run(self) -> None:
         """Choose the run the HUD follows."""
-        await self._pick("Show metrics of…", lambda run_id: setattr(self.app, "selected_run", run_id))
+        def follow(run_id: str) -> None:
+            self.ragweld_app.selected_run = run_id
+
+        await self._pick("Show metrics of…", follow)
 
     async def action_overlay(self) -> None:
         """Overlay a second run on the loss and eval charts (again to remove it)."""
@@ -237,14 +242,12 @@ class MetricsScreen(Screen[None]):
 
         await self._pick("Overlay which run?", chosen)
 
-    async def _pick(self, prompt: str, then: object) -> None:
-        from ragweld_tui.screens.run_picker import RunPickerScreen
-
+    async def _pick(self, prompt: str, then: Callable[[str], None]) -> None:
         try:
-            runs = await (await self.app.get_store()).list_runs()  # type: ignore[attr-defined]
+            runs = await (await self.ragweld_app.get_store()).list_runs()
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return
         current = self._drawn.run.id if self._drawn and self._drawn.run else None
-        self.app.push_screen(RunPickerScreen(runs, prompt, exclude=current), lambda rid: rid and then(rid))  # type: ignore[operator]
+        self.pick_run(runs, prompt, then, exclude=current)
 

@@ -12,13 +12,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static
 
 from ragweld_tui.config import AppConfig, load_config
 from ragweld_tui.errors import UserError
 from ragweld_tui.forms import FORM_FIELDS, apply_form, form_values
+from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 
 
@@ -27,7 +27,7 @@ def field_id(name: str) -> str:
     return "f-" + name.replace(".", "-").replace("_", "-")
 
 
-class NewRunScreen(ModalScreen[AppConfig | None]):
+class NewRunScreen(AppModalScreen[AppConfig | None]):
     """Dismisses with the validated config to train, or None when cancelled."""
 
     BINDINGS = [

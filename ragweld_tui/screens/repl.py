@@ -15,25 +15,22 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Input, RichLog
 
 from ragweld_tui.chatting import AgentChat
 from ragweld_tui.messages import ChatDone, ChatProgress, ReplOutput, ScoreDone
-from ragweld_tui.scoring import REPL_HELP, ScorerPair, parse_line, split_docs
+from ragweld_tui.scoring import BACKENDS, REPL_HELP, ScorerPair, parse_backend, parse_line, split_docs
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.history_input import HistoryInput
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
 
-BACKENDS = ("auto", "mlx", "torch")
-
-
 def results_table(rows: list[dict[str, Any]], width: int) -> Table:
     """Base vs adapter scores and ranks, best (adapter) first, with the rank change."""
     table = Table(expand=False, box=None, pad_edge=False, padding=(0, 1))
-    for name, justify in (("#", "right"), ("base", "right"), ("rk", "right"), ("adapter", "right"), ("rk", "right"),
-                          ("Δ", "right"), ("document", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for name in ("#", "base", "rk", "adapter", "rk", "Δ"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("document", justify="left", no_wrap=True)
     doc_width = max(10, width - 40)
     for r in rows:
         change = r["change"]
@@ -47,7 +44,7 @@ def results_table(rows: list[dict[str, Any]], width: int) -> Table:
     return table
 
 
-class ReplScreen(Screen[None]):
+class ReplScreen(AppScreen[None]):
     """A transcript and a prompt with history; slash commands change backend, adapter and mode."""
 
     HELP = REPL_HELP
@@ -76,8 +73,8 @@ class ReplScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.scorers = ScorerPair(self.app.config)  # type: ignore[attr-defined]
-        self.chat = AgentChat(self.app.config)  # type: ignore[attr-defined]
+        self.scorers = ScorerPair(self.ragweld_app.config)
+        self.chat = AgentChat(self.ragweld_app.config)
         self._status()
         self.query_one(RichLog).write("Debug prompt. Type /help for commands.")
         self.query_one(HistoryInput).focus()
@@ -148,13 +145,14 @@ class ReplScreen(Screen[None]):
             current = self.scorers.backend or self.scorers.config.model.backend
             self._say(f"backend: {current} (choices: {', '.join(BACKENDS)})")
             return
-        if arg not in BACKENDS:
+        backend = parse_backend(arg)
+        if backend is None:
             self._say(f"[red]backend must be one of {', '.join(BACKENDS)}[/red]")
             return
         assert self.chat is not None
         await self.scorers.close()
         await self.chat.close()
-        self.scorers.backend = self.chat.backend = arg
+        self.scorers.backend = self.chat.backend = backend
         self._say(f"backend: {arg} (models reload on the next query)")
 
     async def _set_adapter(self, arg: str) -> None:

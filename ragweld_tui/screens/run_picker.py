@@ -7,15 +7,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 from store import RunRecord
 
 
-class RunPickerScreen(ModalScreen[str | None]):
+class RunPickerScreen(AppModalScreen[str | None]):
     """Dismisses with the chosen run id, or None on escape."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]

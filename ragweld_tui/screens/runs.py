@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable
 
 from ragweld_tui import operations
+from ragweld_tui.config import AppConfig
+from ragweld_tui.errors import UserError
 from ragweld_tui.format import (
     ALARM_MARK,
     KIND_FILTERS,
@@ -21,15 +24,16 @@ from ragweld_tui.format import (
     sort_runs,
 )
 from ragweld_tui.messages import GateDecided, RunsLoaded
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.key_bar import KeyBar
-from ragweld_tui.widgets.status_line import StatusLine
 from ragweld_tui.widgets.runs_table import RunsTable
+from ragweld_tui.widgets.status_line import StatusLine
 from store import RunRecord, StoreError
 
 WIDE_AT = 120
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(AppScreen[None]):
     """A table of runs refreshed from the store every poll interval while visible."""
 
     HELP = "Space marks a run; `c` then compares the marked run with the one under the cursor."
@@ -67,7 +71,7 @@ class RunsScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.set_interval(self.app.poll_interval_s, self.request_refresh)  # type: ignore[attr-defined]
+        self.set_interval(self.ragweld_app.poll_interval_s, self.request_refresh)
         self.request_refresh()
 
     def on_screen_resume(self) -> None:
@@ -82,12 +86,12 @@ class RunsScreen(Screen[None]):
     async def _load(self) -> None:
         """Worker: read the runs (marking dead owners interrupted) and post them."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
+            store = await self.ragweld_app.get_store()
             await store.mark_stale_runs()
             runs = await store.list_runs()
         except StoreError:
             return
-        self.post_message(RunsLoaded(runs, self.app.clock()))  # type: ignore[attr-defined]
+        self.post_message(RunsLoaded(runs, self.ragweld_app.clock()))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
@@ -125,7 +129,7 @@ class RunsScreen(Screen[None]):
     def _highlighted(self) -> None:
         run = self.current_run()
         if run is not None:
-            self.app.selected_run = run.id  # type: ignore[attr-defined]
+            self.ragweld_app.selected_run = run.id
         self._render_detail()
 
     @on(DataTable.RowSelected)
@@ -156,14 +160,23 @@ class RunsScreen(Screen[None]):
         """Open the new-run form."""
         from ragweld_tui.screens.new_run import NewRunScreen
 
-        app = self.app
-        app.push_screen(NewRunScreen(app.config, app.config_path),  # type: ignore[attr-defined]
-                        lambda config: config is not None and app.start_run(config))  # type: ignore[attr-defined]
+        app = self.ragweld_app
 
-    def _confirm(self, question: str, then: object) -> None:
+        def start(config: AppConfig | None) -> None:
+            if config is not None:
+                app.start_run(config)
+
+        app.push_screen(NewRunScreen(app.config, app.config_path), start)
+
+    def _confirm(self, question: str, then: Callable[[], None]) -> None:
+        """Ask a yes/no question; `then` runs on yes."""
         from ragweld_tui.screens.confirm import ConfirmScreen
 
-        self.app.push_screen(ConfirmScreen(question), lambda yes: yes and then())  # type: ignore[operator]
+        def answer(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.app.push_screen(ConfirmScreen(question), answer)
 
     def action_cancel_run(self) -> None:
         """Cancel the running run under the cursor (after confirmation)."""
@@ -172,7 +185,7 @@ class RunsScreen(Screen[None]):
         if run.status not in ("running", "queued"):
             self.notify(f"{run.name} is {run.status}; only running runs can be cancelled.", severity="warning")
             return
-        self._confirm(f"Cancel run {run.name} ({run.id})?", lambda: self.app.cancel_run(run))  # type: ignore[attr-defined]
+        self._confirm(f"Cancel run {run.name} ({run.id})?", lambda: self.ragweld_app.cancel_run(run))
 
     def action_resume_run(self) -> None:
         """Resume an interrupted run in this process."""
@@ -181,7 +194,7 @@ class RunsScreen(Screen[None]):
         if run.status != "interrupted":
             self.notify(f"{run.name} is {run.status}; only interrupted runs can be resumed.", severity="warning")
             return
-        self.app.resume_run(run)  # type: ignore[attr-defined]
+        self.ragweld_app.resume_run(run)
 
     def action_promote(self, force: bool = False) -> None:
         """Ask the promotion gate about the run under the cursor, then confirm with its figures (`force`
@@ -201,45 +214,45 @@ class RunsScreen(Screen[None]):
     async def _decide(self, run: RunRecord, force: bool) -> None:
         """Worker: the gate's dry run (may evaluate the serving adapter: seconds); posts GateDecided."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
-            view = await operations.decide(store, self.app.config, run.id, force=force)  # type: ignore[attr-defined]
-        except Exception as exc:  # a missing trainer, a store or model error: told, never a traceback
-            known = isinstance(exc, (operations.Unavailable, StoreError))
+            store = await self.ragweld_app.get_store()
+            decision = await operations.decide(store, self.ragweld_app.config, run.id, force=force)
+        except Exception as exc:  # a store, model or adapter error: told, never a traceback
+            known = isinstance(exc, (UserError, StoreError))
             detail = str(exc) if known else f"{type(exc).__name__}: {exc}"
             self.post_message(GateDecided(run, force, None, f"cannot check the promotion gate: {detail}"))
             return
-        self.post_message(GateDecided(run, force, view))
+        self.post_message(GateDecided(run, force, decision))
 
     @on(GateDecided)
     def _gate_decided(self, message: GateDecided) -> None:
         from ragweld_tui.screens.promote import PromoteScreen
 
         run, force = message.run, message.force
-        if message.view is None:
+        if message.decision is None:
             self.notify(message.error or "cannot check the promotion gate", severity="warning")
             return
 
         def answer(choice: str | None) -> None:
             if choice == "promote":
-                self.app.promote_run(run.id, force)  # type: ignore[attr-defined]
+                self.ragweld_app.promote_run(run.id, force)
             elif choice == "force":
                 self.check_gate(run, True)
 
-        self.app.push_screen(PromoteScreen(run, message.view, force), answer)
+        self.app.push_screen(PromoteScreen(run, message.decision, force), answer)
 
     def action_rollback(self) -> None:
         """Roll the active adapter of the cursor run's kind back to the previous promotion."""
         run = self.current_run()
         kind = run.kind if run is not None else "reranker"
         self._confirm(f"Roll the active {kind} adapter back to the previous promotion?",
-                      lambda: self.app.rollback_active(kind))  # type: ignore[attr-defined]
+                      lambda: self.ragweld_app.rollback_active(kind))
 
     def action_delete(self) -> None:
         """Delete the run under the cursor (its files stay on disk)."""
         if (run := self._need_run()) is None:
             return
         self._confirm(f"Delete run {run.name} ({run.id}) and its events? Files on disk are kept.",
-                      lambda: self.app.delete_run(run.id))  # type: ignore[attr-defined]
+                      lambda: self.ragweld_app.delete_run(run.id))
 
     def action_mark(self) -> None:
         """Mark (or unmark) the run under the cursor for a comparison."""
@@ -250,21 +263,18 @@ class RunsScreen(Screen[None]):
 
     def action_compare(self) -> None:
         """Diff the marked run against the one under the cursor (or pick the other run)."""
-        from ragweld_tui.screens.diff import DiffScreen
-        from ragweld_tui.screens.run_picker import RunPickerScreen
-
         if (run := self._need_run()) is None:
             return
         if self.marked and self.marked != run.id:
-            self.app.push_screen(DiffScreen(self.marked, run.id))
+            self.show_diff(self.marked, run.id)
             return
-        self.app.push_screen(RunPickerScreen(self.runs, f"Compare {run.name} with…", exclude=run.id),
-                             lambda other: other and self.app.push_screen(DiffScreen(run.id, other)))
+        self.pick_run(self.runs, f"Compare {run.name} with…", lambda other: self.show_diff(run.id, other),
+                      exclude=run.id)
 
     def action_show(self, mode: str) -> None:
         """Follow the run under the cursor in the metrics HUD or the scatter."""
         if (run := self.current_run()) is not None:
-            self.app.selected_run = run.id  # type: ignore[attr-defined]
+            self.ragweld_app.selected_run = run.id
         self.app.switch_mode(mode)
 
     def action_sort(self) -> None:

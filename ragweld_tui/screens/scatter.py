@@ -12,10 +12,10 @@ import json
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Static
 
 from ragweld_tui.messages import TrajectoryArrived
+from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.metrics import default_run
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
@@ -35,7 +35,7 @@ def telemetry_point(payload: str) -> Point | None:
         return None
 
 
-class ScatterScreen(Screen[None]):
+class ScatterScreen(AppScreen[None]):
     """The trajectory of the selected run (or the newest running one), coloured by loss."""
 
     HELP = ("Each point is one training step: the LoRA weights projected on two fixed random directions; "
@@ -58,7 +58,7 @@ class ScatterScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.watch(self.app, "selected_run", lambda _: self.request_refresh(), init=False)
-        self.set_interval(self.app.poll_interval_s, self.request_refresh)  # type: ignore[attr-defined]
+        self.set_interval(self.ragweld_app.poll_interval_s, self.request_refresh)
         self.request_refresh()
 
     def on_screen_resume(self) -> None:
@@ -67,13 +67,13 @@ class ScatterScreen(Screen[None]):
     def request_refresh(self) -> None:
         """Tail new telemetry (only while visible)."""
         if self.is_current or self.run_id is None:
-            self._load(self.app.selected_run)  # type: ignore[attr-defined]
+            self._load(self.ragweld_app.selected_run)
 
     @work(exclusive=True, group="scatter-poll")
     async def _load(self, run_id: str | None) -> None:
         """Worker: read telemetry after the last seq seen and post the new points."""
         try:
-            store = await self.app.get_store()  # type: ignore[attr-defined]
+            store = await self.ragweld_app.get_store()
             run_id = run_id or await default_run(store)
             if run_id is None:
                 self.post_message(TrajectoryArrived(None, [], reset=True))
@@ -116,12 +116,13 @@ class ScatterScreen(Screen[None]):
 
     async def action_pick_run(self) -> None:
         """Choose the run whose trajectory is shown."""
-        from ragweld_tui.screens.run_picker import RunPickerScreen
-
         try:
-            runs = await (await self.app.get_store()).list_runs()  # type: ignore[attr-defined]
+            runs = await (await self.ragweld_app.get_store()).list_runs()
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.app.push_screen(RunPickerScreen(runs, "Show the trajectory of…", exclude=self.run_id),
-                             lambda rid: rid and setattr(self.app, "selected_run", rid))
+
+        def follow(run_id: str) -> None:
+            self.ragweld_app.selected_run = run_id
+
+        self.pick_run(runs, "Show the trajectory of…", follow, exclude=self.run_id)

@@ -22,10 +22,13 @@ from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 
-class PlotBuilt(Message):
-    """A finished build: its rows and the (version, width, height, theme) they were built for."""
+BuildKey = tuple[int, int, int, str]  # what a build depends on: (data version, width, height, theme)
 
-    def __init__(self, key: tuple[object, ...], lines: list[Strip]) -> None:
+
+class PlotBuilt(Message):
+    """A finished build: its rows and the key they were built for."""
+
+    def __init__(self, key: BuildKey, lines: list[Strip]) -> None:
         super().__init__()
         self.key = key
         self.lines = lines
@@ -48,7 +51,7 @@ class CachedPlot(PlotextPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._version = 0
-        self._built_key: tuple[object, ...] | None = None
+        self._built_key: BuildKey | None = None
         self._lines: list[Strip] = []
         self._building = False
         self._dirty = False
@@ -70,7 +73,7 @@ class CachedPlot(PlotextPlot):
         """A row of the last build; starts a new build when it is out of date."""
         width, height = self.size
         theme = self._get_plotext_theme_name(self.app.theme)
-        key = (self._version, width, height, theme)
+        key: BuildKey = (self._version, width, height, theme)
         if key != self._built_key and not self._building and width and height:
             self._building = True
             self._build(key)
@@ -79,7 +82,7 @@ class CachedPlot(PlotextPlot):
         return Strip.blank(width, self.visual_style.rich_style)
 
     @work(thread=True, group="plot-build")
-    def _build(self, key: tuple[object, ...]) -> None:
+    def _build(self, key: BuildKey) -> None:
         """Thread worker: size, theme and build the figure, render it to rows, post them."""
         _, width, height, theme = key
         with self._build_lock:
@@ -87,7 +90,7 @@ class CachedPlot(PlotextPlot):
             self.plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
             self.plt.theme(theme)
             text = Text.from_ansi(self.plt.build())
-        self.post_message(PlotBuilt(key, text_to_strips(text, int(width), int(height))))  # type: ignore[call-overload]
+        self.post_message(PlotBuilt(key, text_to_strips(text, width, height)))
 
     @on(PlotBuilt)
     def _built(self, message: PlotBuilt) -> None:

@@ -12,6 +12,7 @@ from ragweld_tui.format import ALARM_MARK, figures_inline, format_elapsed, forma
 from store import (
     AlarmEvent,
     CheckpointEvent,
+    DatasetEvent,
     EvalEvent,
     EventRecord,
     LogEvent,
@@ -52,6 +53,8 @@ def describe_event(record: EventRecord) -> tuple[str, str]:
         return level, f"→ {event.status}" + (f": {event.reason}" if event.reason else "")
     if isinstance(event, CheckpointEvent):
         return "info", f"checkpoint {event.path} at step {event.step}"
+    if isinstance(event, DatasetEvent):
+        return "info", f"{event.summary} ({event.train} train / {event.dev} dev)"
     return "info", str(event)  # pragma: no cover
 
 

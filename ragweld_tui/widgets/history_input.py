@@ -14,8 +14,9 @@ class HistoryInput(Input):
         Binding("down", "history(1)", "Newer", show=False),
     ]
 
-    def __init__(self, *args: object, max_history: int = 500, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, value: str | None = None, placeholder: str = "", *, max_history: int = 500,
+                 id: str | None = None, classes: str | None = None, compact: bool = False) -> None:
+        super().__init__(value, placeholder, id=id, classes=classes, compact=compact)
         self.history: list[str] = []
         self.max_history = max_history
         self._cursor = 0

@@ -6,6 +6,8 @@ This bar lists the same active bindings (key + description) and wraps onto a sec
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.dom import NoScreen
 from textual.screen import Screen
@@ -36,7 +38,7 @@ class KeyBar(Static):
         except NoScreen:
             pass
 
-    def _bindings_changed(self, screen: Screen) -> None:
+    def _bindings_changed(self, screen: Screen[Any]) -> None:
         if self.is_attached and screen is self.screen:
             self.call_after_refresh(self._render_keys)
 

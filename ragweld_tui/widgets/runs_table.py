@@ -33,7 +33,7 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool) -> tuple[Tex
     return (mark, run.name[:16], run.id[-8:], run.kind, status, values)
 
 
-class RunsTable(DataTable):
+class RunsTable(DataTable[Text | str]):
     """A row-cursor DataTable of runs keyed by run id."""
 
     def __init__(self, *, id: str | None = None) -> None:

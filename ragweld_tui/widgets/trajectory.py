@@ -66,8 +66,9 @@ class TrajectoryChart(CachedPlot):
         losses = [p[2] for p in self.points]
         lo, hi = min(losses), max(losses)
         plt.title(f"{self.title} · {self.total} points · loss {lo:.3g} (blue) … {hi:.3g} (red)")
+        # plotext colours each point from a list of colours, though its annotation allows one colour only.
         plt.scatter([p[0] for p in self.points], [p[1] for p in self.points], marker="dot",
-                    color=[loss_color(v, lo, hi) for v in losses])
+                    color=[loss_color(v, lo, hi) for v in losses])  # type: ignore[arg-type]
         for point, marker, color, label in ((self.start, "s", "white", "start"), (self.best, "*", "green", "best"),
                                             (self.current, "@", "yellow", "current")):
             if point is not None:

@@ -13,8 +13,8 @@ import math
 import sqlite3
 from pathlib import Path
 
-from store import (AlarmEvent, CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, PromotionEvent, RunStore,
-                   TelemetryEvent)
+from store import (AlarmEvent, CheckpointEvent, DatasetEvent, EvalEvent, LogEvent, MetricsEvent, PromotionEvent,
+                   RunStore, TelemetryEvent)
 
 DAY = 86400.0
 T0 = 1735732800.0  # 2025-01-01 12:00:00Z
@@ -36,9 +36,20 @@ def run_config(**train: object) -> dict:
     }
 
 
+DEMO_DATASET = DatasetEvent(
+    source="the bundled demo", format="triplets", fingerprint="fp-cisi-16q",
+    summary="triplets data (demo) from the bundled demo: 16 queries, 64 positives, 320 negatives; dev candidates: "
+            "the data's own lists (no first stage)",
+    counts={"n_queries": 16, "n_without_positives": 0, "n_positives": 64, "n_negatives": 320,
+            "n_without_negatives": 0, "n_beyond_max_queries": 0, "n_false_negatives_dropped": 0, "n_too_long": 0},
+    train=12, dev=4)
+
+
 def training_events(steps: int, lr: float, seed: float, eval_every: int, baseline: float, gain: float) -> list:
-    """Metrics, telemetry and eval events of a smooth synthetic run."""
-    events: list = [(EvalEvent(metrics={"mrr@10": baseline, "ndcg@10": baseline + 0.05}, split="baseline"), 0)]
+    """The dataset event (first, as the trainers write it), then the metrics, telemetry and eval events of a
+    smooth synthetic run, with the human log lines the trainers also write."""
+    events: list = [(DEMO_DATASET, None),
+                    (EvalEvent(metrics={"mrr@10": baseline, "ndcg@10": baseline + 0.05}, split="baseline"), 0)]
     events.append((LogEvent(message="triplets data (demo) from the bundled demo: 16 queries, 64 positives, "
                                     "320 negatives"), None))
     events.append((LogEvent(message="torch on cpu (no GPU found); 12 train / 4 dev queries"), None))

@@ -22,6 +22,7 @@ FLOWS: dict[str, list[str]] = {
     "help": ["question_mark"],
     "new-run": ["n"],
     "inspector": ["down", "down", "down", "enter"],
+    "inspector-dataset": ["down", "down", "down", "enter", "right_square_bracket"],
     "inspector-events": ["down", "down", "down", "enter", "left_square_bracket"],
     "inspector-promotion": ["down", "down", "down", "enter", "left_square_bracket", "left_square_bracket"],
     "diff": ["down", "down", "down", "space", "up", "c"],

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import types
 from pathlib import Path
 
 from textual.widgets import OptionList
 
-from ragweld_tui import operations
+from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.screens.confirm import ConfirmScreen
 from ragweld_tui.screens.diff import DiffScreen
 from ragweld_tui.screens.inspector import InspectorScreen
@@ -16,8 +15,11 @@ from ragweld_tui.screens.new_run import NewRunScreen, field_id
 from ragweld_tui.screens.promote import PromoteScreen
 from ragweld_tui.widgets.event_log import EventLog
 from ragweld_tui.widgets.runs_table import RunsTable
+from store import RunStore
 from tests.tui.conftest import fixed_app, screen_text, settle
 from tests.tui.fixture_db import RUN_A, RUN_B, RUN_C
+from trainers.promotion import GateDecision, PromotionRefused
+from trainers.run_loop import RunOutcome
 
 
 async def press(pilot, *keys: str) -> None:
@@ -34,18 +36,20 @@ async def test_open_a_run_in_the_inspector(fixture_db: Path, app_config) -> None
         screen = app.screen
         assert isinstance(screen, InspectorScreen) and screen.run_id == RUN_A
         assert "learning_rate = 0.0002" in screen_text(app)
-        await press(pilot, "right_square_bracket")
-        assert "16 queries, 64 positives" in screen_text(app) and "12 train / 4 dev" in screen_text(app)
+        await press(pilot, "right_square_bracket")  # the run's DatasetEvent, not its log lines
+        text = screen_text(app)
+        assert "16 queries, 64 positives" in text and "split           12 train / 4 dev queries" in text
+        assert "source          the bundled demo" in text and re.search(r"  negatives +320\n", text)
         await press(pilot, "right_square_bracket")
         assert "adapter/adapter_model.safetensors  1.5 MiB" in screen_text(app)
         await press(pilot, "right_square_bracket")
         assert '"run_id": "r20250101-120000-0000000a"' in screen_text(app)
         await press(pilot, "right_square_bracket")
         text = screen_text(app)
-        assert "gate verdict 2025-01-01 12:04:23Z: promoted" in text and "baseline        0.41  ◂ to beat" in text
+        assert "gate verdict 2025-01-01 12:04:24Z: promoted" in text and "baseline        0.41  ◂ to beat" in text
         assert "  - improves on the baseline by +0.0600" in text
         log = app.screen.query_one(EventLog)
-        assert len(log.records) == 258  # every event of the run is buffered, whatever the filter
+        assert len(log.records) == 259  # every event of the run is buffered, whatever the filter
         await press(pilot, "l")  # info → warning: only the lifecycle's warnings remain (none for a completed run)
         assert log.min_level == "warning" and "checkpoint" not in screen_text(app)
         await press(pilot, "l", "l")  # error → debug: metrics and telemetry show up
@@ -145,45 +149,62 @@ async def test_new_run_from_a_config_file(fixture_db: Path, app_config, tmp_path
         assert [(c.train.name, c.train.max_steps) for c in started] == [("from-file", 9)]
 
 
-async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config, monkeypatch) -> None:
-    calls = []
+async def test_promote_and_rollback_through_the_real_gate(fixture_db: Path, tmp_path: Path) -> None:
+    # The real trainers: run A's adapter folder holds no complete adapter, so the gate refuses it even
+    # forced; the lineage (A promoted over the base) rolls back to the base, then has nothing left.
+    config = parse_config({"serving": {"active_adapter": str(tmp_path / "active")}}, "test")
+    app = fixed_app(fixture_db, config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down", "down", "down", "p")  # cisi-lora-r8: the gate's dry run, then the dialog
+        assert isinstance(app.screen, PromoteScreen)
+        text = screen_text(app)
+        assert "mrr@10 (maximize) on the run's dev candidates:" in text and "The gate says NO." in text
+        assert re.search(r"  baseline +0\.41  ◂ to beat", text) and "  - the run has no complete adapter" in text
+        await press(pilot, "P")  # forcing waives the metric, never a missing adapter
+        text = screen_text(app)
+        assert "Force-promote" in text and "The gate says NO, even forced" in text and "P force" not in text
+        await press(pilot, "y")  # tried anyway: refused, and the verdict is recorded
+        assert "Not promoted: the run has no complete adapter" in app.notices[-1]
+        await press(pilot, "enter", "left_square_bracket", "left_square_bracket")  # the inspector's Promotion tab
+        assert "(latest of 2 verdicts)" in screen_text(app) and "not promoted (forced" not in screen_text(app)
+        await press(pilot, "escape", "up", "r")  # a completed run is not resumed
+        assert "only interrupted runs can be resumed" in app.notices[-1]
+        await press(pilot, "b", "y")
+        assert "Rolled back: now serving the base model" in app.notices[-1]
+        await press(pilot, "b", "y")
+        assert "Rollback refused: the base model is already the active reranker" in app.notices[-1]
 
-    class Refused(Exception):
-        pass
 
+async def test_promote_dialog_shows_every_figure_and_forces(fixture_db: Path, app_config, monkeypatch) -> None:
+    # The trainers' gate is replaced here only to show figures a fixture run cannot earn (a serving
+    # adapter to beat); the decisions are the trainers' own types.
+    calls: list[tuple[object, ...]] = []
     figures = {"tuned": 0.43, "baseline": 0.41, "first stage": 0.38, f"serving run {RUN_A}": 0.47}
+    below = "improvement -0.0400 over the serving adapter is below epsilon 0.01"
 
-    def decision(force: bool) -> types.SimpleNamespace:
+    def decision(force: bool) -> GateDecision:
         if force:
-            return types.SimpleNamespace(promote=True, forced=True, reasons=["forced"], figures=figures,
-                                         reference=f"serving run {RUN_A}", metric="mrr@10")
-        return types.SimpleNamespace(promote=False, forced=False, figures=figures, reference=f"serving run {RUN_A}",
-                                     metric="mrr@10", reasons=["improvement -0.0400 over the serving adapter is below "
-                                                               "epsilon 0.01"])
+            return GateDecision(True, ["forced"], figures, f"serving run {RUN_A}", "mrr@10", forced=True)
+        return GateDecision(False, [below], figures, f"serving run {RUN_A}", "mrr@10")
 
-    async def decide(store, config, run_id, force=False):
+    async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
         calls.append(("decide", run_id, force))
         return decision(force)
 
-    async def promote(store, config, run_id, force=False):
+    async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
         calls.append(("promote", run_id, force))
         if not force:
-            raise Refused("improvement -0.0400 over the serving adapter is below epsilon 0.01")
+            raise PromotionRefused(decision(force))
         return decision(force)
 
-    async def rollback(store, config, kind="reranker"):
+    async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -> str | None:
         calls.append(("rollback", kind))
-        return None
+        return RUN_A
 
-    fake = types.SimpleNamespace(decide=decide, promote=promote, rollback=rollback, PromotionRefused=Refused)
-    real_load = operations.load_module
-
-    async def load(name: str, feature: str):
-        if name == operations.PROMOTION_MODULE:
-            return fake
-        return await real_load("trainers.no_such_module", feature)
-
-    monkeypatch.setattr(operations, "load_module", load)
+    monkeypatch.setattr("trainers.promotion.decide", decide)
+    monkeypatch.setattr("trainers.promotion.promote", promote)
+    monkeypatch.setattr("trainers.promotion.rollback", rollback)
     app = fixed_app(fixture_db, app_config)
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
@@ -194,7 +215,7 @@ async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config
         assert re.search(rf"  serving run {RUN_A} +0\.47  ◂ to beat", text) and "The gate says NO." in text
         assert "P forces it" in text and "y try anyway" in text
         await press(pilot, "y")  # tried anyway: refused
-        assert "Not promoted: improvement -0.0400" in app.notices[-1]
+        assert f"Not promoted: {below} (P forces it" in app.notices[-1]
         await press(pilot, "p", "P")  # forcing from the dialog asks the gate again, forced
         text = screen_text(app)
         assert isinstance(app.screen, PromoteScreen) and "Force-promote" in text and "YES (forced" in text
@@ -204,25 +225,19 @@ async def test_promote_rollback_and_missing_trainer(fixture_db: Path, app_config
         await press(pilot, "p", "n")  # a dialog answered no changes nothing
         assert not isinstance(app.screen, PromoteScreen)
         await press(pilot, "b", "y")
-        assert "Rolled back: now serving the base model" in app.notices[-1]
+        assert f"Rolled back: now serving run {RUN_A}" in app.notices[-1]
         await press(pilot, "up", "up", "p")  # an interrupted run cannot be promoted
         assert "only completed runs can be promoted" in app.notices[-1]
-        await press(pilot, "r")  # resume needs the (missing) trainer module
-        await settle(pilot)
-        assert "not available yet" in app.notices[-1]
     assert calls == [("decide", RUN_B, False), ("promote", RUN_B, False), ("decide", RUN_B, False),
                      ("decide", RUN_B, True), ("promote", RUN_B, True), ("decide", RUN_B, False),
                      ("rollback", "reranker")]
 
 
 async def test_promote_reports_a_gate_that_cannot_be_computed(fixture_db: Path, app_config, monkeypatch) -> None:
-    async def decide(store, config, run_id, force=False):
+    async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
         raise OSError("weights unreadable")
 
-    async def load(name: str, feature: str):
-        return types.SimpleNamespace(decide=decide)
-
-    monkeypatch.setattr(operations, "load_module", load)
+    monkeypatch.setattr("trainers.promotion.decide", decide)
     app = fixed_app(fixture_db, app_config)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -346,21 +361,24 @@ async def test_quit_with_a_run_training_here_asks_and_cancels_it(fixture_db: Pat
     import threading
 
     cancelled = threading.Event()
+    order: list[str] = []
 
-    async def fake_train(config, store, registry, resume_run_id=None):
-        flag = threading.Event()
-        registry.register("r20990101-000000-00000000", flag)
-        registry.active += 1
-        try:
-            while not flag.is_set():
-                await asyncio.sleep(0.01)
-            cancelled.set()
-            return "r20990101-000000-00000000"
-        finally:
-            registry.active -= 1
+    async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.Event, resume_run_id=None,
+                             on_run_created=None, **_: object) -> RunOutcome:
+        # A trainer that only waits for its cancel flag (the real one needs seconds to start), then
+        # takes a moment to record its final state, as the real one does.
+        on_run_created("r20990101-000000-00000000")
+        while not cancel.is_set():
+            await asyncio.sleep(0.01)
+        cancelled.set()
+        await asyncio.sleep(0.2)
+        order.append("run recorded")
+        return RunOutcome("r20990101-000000-00000000", "cancelled", "mrr@10")
 
-    monkeypatch.setattr(operations, "train", fake_train)
+    monkeypatch.setattr("trainers.run_loop.run_for_config", run_for_config)
     app = fixed_app(fixture_db, app_config)
+    exit_app = app.exit
+    app.exit = lambda *args, **kwargs: (order.append("exit"), exit_app(*args, **kwargs))  # type: ignore[method-assign]
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         app.start_run(app.config)
@@ -371,4 +389,4 @@ async def test_quit_with_a_run_training_here_asks_and_cancels_it(fixture_db: Pat
         assert app.is_running and not cancelled.is_set()
         await pilot.press("q", "y")
         await app.workers.wait_for_complete()
-    assert cancelled.is_set()
+    assert cancelled.is_set() and order == ["run recorded", "exit"]  # quitting waited for the run's worker

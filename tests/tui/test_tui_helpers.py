@@ -9,15 +9,16 @@ import pytest
 
 from trainers.settings import AppConfig
 from ragweld_tui.errors import UserError
-from ragweld_tui.format import (config_diff, ema, eta_seconds, figure_lines, figures_inline, format_elapsed,
-                                format_value, metric_deltas, metric_goal, resolve_chart_keys, sort_runs)
+from ragweld_tui.format import (config_diff, dataset_lines, ema, eta_seconds, figure_lines, figures_inline,
+                                format_elapsed, format_value, metric_deltas, metric_goal, resolve_chart_keys,
+                                sort_runs)
 from ragweld_tui.forms import apply_form, form_values
 from ragweld_tui.lag import LagProbe
-from ragweld_tui.operations import describe, gate_view
-from ragweld_tui.scoring import compare_rows, parse_line, ranks
+from ragweld_tui.scoring import compare_rows, parse_backend, parse_line, ranks
+from ragweld_tui.screens.inspector import latest_dataset
 from ragweld_tui.widgets.event_log import describe_event
 from ragweld_tui.widgets.trajectory import TrajectoryChart
-from store import AlarmEvent, EvalEvent, EventRecord, PromotionEvent
+from store import AlarmEvent, DatasetEvent, EvalEvent, EventRecord, LogEvent, PromotionEvent
 
 
 def test_format_elapsed_and_values() -> None:
@@ -87,12 +88,9 @@ def test_repl_parsing_and_rank_changes() -> None:
     assert compare_rows(["a"], [0.3], None)[0]["change"] is None
 
 
-def test_describe_duck_types_decisions() -> None:
-    class Decision:
-        promote = False
-        reasons = ["below epsilon", "no baseline"]
-
-    assert describe(Decision()) == ("below epsilon; no baseline", False)
+def test_backend_names_are_parsed_to_the_config_choices() -> None:
+    assert [parse_backend(text) for text in ("auto", "mlx", "torch", "cuda", "")] == ["auto", "mlx", "torch", None,
+                                                                                        None]
 
 
 async def test_lag_probe_measures_a_blocked_loop() -> None:
@@ -125,16 +123,30 @@ def test_figures_mark_the_reference() -> None:
     assert figures_inline(figures, "baseline") == "tuned 0.47 · baseline 0.41 (to beat) · first stage 0.5"
 
 
-def test_gate_view_duck_types_decisions() -> None:
-    class Decision:
-        promote = False
-        reasons = ["below epsilon"]
-        figures = {"tuned": 0.4}
-        reference = "baseline"
+def test_dataset_lines_show_the_typed_dataset_event() -> None:
+    event = DatasetEvent(source="cisi", format="beir", fingerprint="fp1",
+                         summary="beir data (test) from cisi: 76 queries",
+                         counts={"n_queries": 76, "n_false_negatives_dropped": 1234}, train=60, dev=16,
+                         dev_candidates="bm25 top 100")
+    lines = dataset_lines(event)
+    assert lines[0] == "beir data (test) from cisi: 76 queries"
+    assert "split           60 train / 16 dev queries" in lines and "dev candidates  bm25 top 100" in lines
+    assert lines[-2:] == ["  queries                        76", "  false negatives dropped     1,234"]
+    bare = dataset_lines(DatasetEvent(source="chat.jsonl", format="chat", fingerprint="fp2", summary="s"),
+                         "conversations")
+    assert "split           0 train / 0 dev conversations" in bare and "counts" not in bare
+    assert "dev candidates  the data's own lists (no first stage)" in bare
 
-    view = gate_view(Decision())
-    assert (view.promote, view.reasons, view.figures, view.reference, view.metric, view.forced) == (
-        False, ["below epsilon"], {"tuned": 0.4}, "baseline", None, False)
+
+def test_the_newest_dataset_event_wins() -> None:
+    def record(seq: int, event: object) -> EventRecord:
+        return EventRecord(run_id="r", seq=seq, ts=0.0, step=None, event=event)
+
+    first = DatasetEvent(source="a", format="triplets", fingerprint="f1", summary="first start")
+    again = DatasetEvent(source="a", format="triplets", fingerprint="f1", summary="resumed")
+    assert latest_dataset([record(1, LogEvent(message="x"))]) is None
+    assert latest_dataset([record(1, first), record(2, LogEvent(message="x")), record(3, again)]) == again
+    assert describe_event(record(1, first)) == ("info", "first start (0 train / 0 dev)")
 
 
 def test_event_log_lines_for_alarms_verdicts_and_timing() -> None:
