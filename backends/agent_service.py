@@ -18,7 +18,7 @@ import asyncio
 import enum
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 
 from backends.chat_base import SamplingParams
@@ -64,7 +64,7 @@ class AgentService(AdapterHost[ChatGenerator]):
 
     async def stream(self, messages: Sequence[Mapping[str, str]], temperature: float | None = None,
                      top_p: float | None = None, max_tokens: int | None = None,
-                     seed: int | None = None) -> AsyncIterator[str]:
+                     seed: int | None = None) -> AsyncGenerator[str, None]:
         """Yield the reply to `messages` (ending with a user turn) piece by piece, as it is generated.
 
         Unset sampling values come from `defaults`. Raises ChatInputError for a bad request (images,

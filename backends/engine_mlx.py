@@ -13,6 +13,7 @@ import mlx.nn as nn
 import numpy as np
 
 from backends.adapters import AdapterError, LoraWeights
+from backends.mlx_thread import release_mlx_at_exit
 
 
 class LoraSwap:
@@ -69,6 +70,7 @@ class MlxEngine:
     def __init__(self, model_dir: str, device: str, dtype: str, answer_ids: tuple[int, int], pad_id: int) -> None:
         from mlx_lm.utils import load_model
 
+        release_mlx_at_exit()  # this engine runs on the caller's thread, the main one included
         self.device = device
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         self.model, _ = load_model(Path(model_dir))

@@ -5,12 +5,20 @@ MLX streams belong to the thread that made them, and callers reach MLX from whic
 methods may be called from any thread. The thread never ends: when a thread that used MLX exits
 while the interpreter is finalizing, MLX's thread-local destructor takes the GIL and the process
 aborts ("terminate called without an active exception"), seen with mlx 0.32.
+
+The main thread needs one more step: mlx 0.32 keeps its compile cache per thread and frees a
+thread's cache only when that thread calls `mx.clear_streams()`. Entries left in the main thread's
+cache are destroyed by C++ thread-local destructors after `Py_Finalize` and segfault (exit 139).
+`release_mlx_at_exit` registers an `atexit` hook (atexit runs on the main thread) that clears it;
+every path that loads MLX calls it first. Details and a reproduction: docs/finalization-crash.md.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -51,9 +59,23 @@ class MlxWorker:
         return self.submit(fn, *args, **kwargs).result()
 
 
+def _clear_main_thread_mlx() -> None:
+    mx = sys.modules.get("mlx.core")
+    if mx is not None and hasattr(mx, "clear_streams"):
+        mx.clear_streams()
+
+
+@functools.lru_cache(maxsize=1)
+def release_mlx_at_exit() -> None:
+    """Once per process: at exit, free the main thread's MLX streams and compile cache while the
+    interpreter is still alive (see the module docstring). Harmless when MLX was never loaded."""
+    atexit.register(_clear_main_thread_mlx)
+
+
 @functools.lru_cache(maxsize=1)
 def mlx_worker() -> MlxWorker:
     """The process's MLX thread, started on first use."""
+    release_mlx_at_exit()
     return MlxWorker()
 
 

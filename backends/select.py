@@ -40,6 +40,9 @@ def is_apple_silicon() -> bool:
 def mlx_info() -> BackendInfo:
     if importlib.util.find_spec("mlx") is None or importlib.util.find_spec("mlx_lm") is None:
         return BackendInfo("mlx", False, (), "mlx / mlx-lm not installed (pip install 'mlx[cpu]' mlx-lm on Linux)")
+    from backends.mlx_thread import release_mlx_at_exit
+
+    release_mlx_at_exit()
     try:
         import mlx.core as mx
     except Exception as exc:  # a broken wheel must not crash `backends`

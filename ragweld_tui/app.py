@@ -26,12 +26,15 @@ from ragweld_tui.errors import UserError
 from ragweld_tui.lag import LagProbe
 from ragweld_tui.messages import ActionDone
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.confirm import ConfirmScreen
+from ragweld_tui.screens.help import HelpScreen
 from ragweld_tui.screens.metrics import MetricsScreen
 from ragweld_tui.screens.repl import ReplScreen
 from ragweld_tui.screens.runs import RunsScreen
 from ragweld_tui.screens.scatter import ScatterScreen
 from store import RunRecord, RunStore, StoreError
 from store.events import RunKind
+from ragweld_tui.studio import Studio
 from store.settings import store_location
 
 DRAIN_TIMEOUT_S = 30.0  # on quit, how long cancelled in-process runs get to record their final state
@@ -116,7 +119,6 @@ class RagweldApp(App[None]):
 
     def action_help(self) -> None:
         """Show every key active here, with what it does."""
-        from ragweld_tui.screens.help import HelpScreen
 
         screen = self.screen
         rows: list[tuple[str, str]] = []
@@ -135,7 +137,6 @@ class RagweldApp(App[None]):
         if not self.registry.active:
             self.exit()
             return
-        from ragweld_tui.screens.confirm import ConfirmScreen
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -252,5 +253,8 @@ def make_app(config: AppConfig | None = None, db_path: Path | str | None = None,
     """
     config = config or load_config(None)
     path, runs_root = store_location(config.store, db_path)
-    return RagweldApp(config, path, runs_root=runs_root, config_path=config_path, poll_interval_s=poll_interval_s,
-                      clock=clock, probe_lag=probe_lag)
+    app = RagweldApp(config, path, runs_root=runs_root, config_path=config_path, poll_interval_s=poll_interval_s,
+                     clock=clock, probe_lag=probe_lag)
+    screens_view: Studio = app  # what the screens see of the app: mypy checks that the app provides it
+    del screens_view
+    return app

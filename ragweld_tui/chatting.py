@@ -58,7 +58,7 @@ class AgentChat:
             {"role": "user", "content": text}]
         pieces: list[str] = []
         # AgentService.stream is an async generator but annotated AsyncIterator (no aclose) in backends.
-        async with contextlib.aclosing(service.stream(messages)) as stream:  # type: ignore[type-var]
+        async with contextlib.aclosing(service.stream(messages)) as stream:
             async for piece in stream:
                 pieces.append(piece)
                 yield piece

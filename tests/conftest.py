@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,24 +48,3 @@ def cisi_docs() -> list[str]:
         pytest.skip(f"{corpus} not found")
     with corpus.open() as handle:
         return [" ".join(filter(None, (d.get("title"), d.get("text")))) for d in map(json.loads, handle)]
-
-
-_EXIT_STATUS = pytest.StashKey[int]()
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[_EXIT_STATUS] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave the test process as soon as pytest is done, with pytest's own exit status.
-
-    One process that has loaded torch, MLX, tokenizers and Textual together segfaults in native
-    destructors during interpreter finalization (seen: exit 139 right after "321 passed", with no
-    Python frame to blame). Every test and report is finished by now, so skipping finalization
-    loses nothing; the CLI's own processes exit normally and are checked by the tests.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(config.stash.get(_EXIT_STATUS, 0))

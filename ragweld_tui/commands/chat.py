@@ -141,7 +141,7 @@ async def _repl(service: AgentService, system: str | None) -> None:
         pieces: list[str] = []
         try:
             # AgentService.stream is an async generator but annotated AsyncIterator (no aclose) in backends.
-            async with contextlib.aclosing(service.stream(messages)) as stream:  # type: ignore[type-var]
+            async with contextlib.aclosing(service.stream(messages)) as stream:
                 async for piece in stream:
                     pieces.append(piece)
                     print(piece, end="", flush=True)

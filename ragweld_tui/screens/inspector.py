@@ -23,6 +23,7 @@ from ragweld_tui.format import (ALARM_MARK, cycle, dataset_lines, figure_lines, 
                                 verdict_head)
 from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.navigation import pick_run, show_diff
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
@@ -279,4 +280,4 @@ class InspectorScreen(AppScreen[None]):
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.pick_run(runs, "Diff with…", lambda other: self.show_diff(self.run_id, other), exclude=self.run_id)
+        pick_run(self, runs, "Diff with…", lambda other: show_diff(self, self.run_id, other), exclude=self.run_id)

@@ -28,6 +28,7 @@ from ragweld_tui.format import (
 )
 from ragweld_tui.messages import HudLoaded, HudSnapshot
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.navigation import pick_run
 from ragweld_tui.widgets.charts import (
     EvalChart,
     GradNormChart,
@@ -249,5 +250,5 @@ class MetricsScreen(AppScreen[None]):
             self.notify(str(exc), severity="error")
             return
         current = self._drawn.run.id if self._drawn and self._drawn.run else None
-        self.pick_run(runs, prompt, then, exclude=current)
+        pick_run(self, runs, prompt, then, exclude=current)
 

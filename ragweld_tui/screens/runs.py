@@ -25,6 +25,11 @@ from ragweld_tui.format import (
 )
 from ragweld_tui.messages import GateDecided, RunsLoaded
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.confirm import ConfirmScreen
+from ragweld_tui.screens.inspector import InspectorScreen
+from ragweld_tui.screens.navigation import pick_run, show_diff
+from ragweld_tui.screens.new_run import NewRunScreen
+from ragweld_tui.screens.promote import PromoteScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.runs_table import RunsTable
 from ragweld_tui.widgets.status_line import StatusLine
@@ -151,26 +156,22 @@ class RunsScreen(AppScreen[None]):
 
     def action_inspect(self) -> None:
         """Open the inspector on the run under the cursor."""
-        from ragweld_tui.screens.inspector import InspectorScreen
 
         if (run := self._need_run()) is not None:
             self.app.push_screen(InspectorScreen(run.id))
 
     def action_new_run(self) -> None:
         """Open the new-run form."""
-        from ragweld_tui.screens.new_run import NewRunScreen
-
         app = self.ragweld_app
 
         def start(config: AppConfig | None) -> None:
             if config is not None:
                 app.start_run(config)
 
-        app.push_screen(NewRunScreen(app.config, app.config_path), start)
+        self.app.push_screen(NewRunScreen(app.config, app.config_path), start)
 
     def _confirm(self, question: str, then: Callable[[], None]) -> None:
         """Ask a yes/no question; `then` runs on yes."""
-        from ragweld_tui.screens.confirm import ConfirmScreen
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -225,7 +226,6 @@ class RunsScreen(AppScreen[None]):
 
     @on(GateDecided)
     def _gate_decided(self, message: GateDecided) -> None:
-        from ragweld_tui.screens.promote import PromoteScreen
 
         run, force = message.run, message.force
         if message.decision is None:
@@ -266,9 +266,9 @@ class RunsScreen(AppScreen[None]):
         if (run := self._need_run()) is None:
             return
         if self.marked and self.marked != run.id:
-            self.show_diff(self.marked, run.id)
+            show_diff(self, self.marked, run.id)
             return
-        self.pick_run(self.runs, f"Compare {run.name} with…", lambda other: self.show_diff(run.id, other),
+        pick_run(self, self.runs, f"Compare {run.name} with…", lambda other: show_diff(self, run.id, other),
                       exclude=run.id)
 
     def action_show(self, mode: str) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from ragweld_tui.messages import TrajectoryArrived
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.navigation import pick_run
 from ragweld_tui.screens.metrics import default_run
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
@@ -125,4 +126,4 @@ class ScatterScreen(AppScreen[None]):
         def follow(run_id: str) -> None:
             self.ragweld_app.selected_run = run_id
 
-        self.pick_run(runs, "Show the trajectory of…", follow, exclude=self.run_id)
+        pick_run(self, runs, "Show the trajectory of…", follow, exclude=self.run_id)
