@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from backends.adapters import LoraWeights
 from ragweld_tui.config import AppConfig
 from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from store.resume import drop_steps_after
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.evaluation import Evaluation
 from trainers.metrics import METRIC_GOALS
@@ -193,12 +194,15 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             primary_metric=metric, goal=METRIC_GOALS[metric])
     else:
         run_id = resume_run_id
+        allowed = await _check_resume(store, run_id, config, plan)
     if on_run_created:
         on_run_created(run_id)
     outcome = RunOutcome(run_id, "running", metric)
     started = time.perf_counter()
     async with store.writer(run_id) as writer:
         await writer.set_status("running", reason="resumed" if resume_run_id else "started")
+        if resume_run_id and allowed:
+            writer.emit(LogEvent(message=f"resumed with changed settings: {'; '.join(allowed)}"))
         try:
             await _train(config, store, writer, plan, run_id, cancel, resume_run_id is not None, outcome, on_progress)
         except asyncio.CancelledError:
@@ -216,6 +220,17 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
         except PromotionRefused as exc:
             outcome.decision = exc.decision
     return outcome
+
+
+async def _check_resume(store: RunStore, run_id: str, config: AppConfig, plan: TrainingPlan) -> list[str]:
+    """The settings the resume changes (safe ones), or ResumeRefused before anything is touched."""
+    from trainers.resume_check import ResumeRefused, check_resume
+
+    run = await store.get_run(run_id)
+    if run.kind != plan.kind:
+        raise ResumeRefused(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
+    return check_resume(run_id, run.config, json.loads(config.model_dump_json()), run.dataset_fingerprint,
+                        plan.dataset_fingerprint)
 
 
 async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan, run_id: str,
@@ -239,7 +254,9 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
         if checkpoint is not None:
             await asyncio.to_thread(engine.load_state, checkpoint)
             tracker = _Tracker(**json.loads((checkpoint / TRAINER_STATE).read_text()))
-            writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"))
+            dropped = await drop_steps_after(writer, tracker.step)
+            writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"
+                                 + (f"; {dropped} events of later steps superseded" if dropped else "")))
         if (run_dir / ORIGIN).is_file():
             origin = (await asyncio.to_thread(load_file, str(run_dir / ORIGIN)))["origin"]
         else:
@@ -260,6 +277,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
                                      f"gradient norm {stats.grad_norm}); nothing from this step was kept")
             tracker.step += 1
+            outcome.steps = tracker.step  # also right when a later step fails
             tracker.tokens += stats.tokens
             tracker.train_seconds += stats.seconds
             rate = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0

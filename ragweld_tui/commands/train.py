@@ -144,7 +144,7 @@ def print_outcome(outcome) -> None:
 
 async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     from trainers.errors import DataError
-    from trainers.run_loop import prepare_plan, run_training
+    from trainers.run_loop import prepare_plan
 
     with user_errors():
         try:
@@ -159,10 +159,23 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     async with open_store(args, config) as store:
         if args.resume:
             await _check_resumable(store, args.resume, config.train.kind)
-        outcome = await run_training(config, store, plan, cancel, resume_run_id=args.resume,
-                                     on_progress=ProgressPrinter())
+        outcome = await _train_or_refuse(config, store, plan, cancel, args.resume)
     print_outcome(outcome)
     return EXIT_CODES.get(outcome.status, 1)
+
+
+async def _train_or_refuse(config: AppConfig, store, plan, cancel: threading.Event, resume: str | None):
+    """run_training, with a refused resume (changed settings, another live owner) as a UserError."""
+    from store import StoreError
+    from trainers.resume_check import ResumeRefused
+    from trainers.run_loop import run_training
+
+    try:
+        return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=ProgressPrinter())
+    except (ResumeRefused, StoreError) as exc:
+        if resume is None and not isinstance(exc, ResumeRefused):
+            raise
+        raise UserError(str(exc)) from None
 
 
 async def _check_resumable(store, run_id: str, kind: str) -> None:
@@ -174,6 +187,9 @@ async def _check_resumable(store, run_id: str, kind: str) -> None:
         raise UserError(str(exc)) from None
     if run.kind != kind:
         raise UserError(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
+    if run.status == "running":
+        raise UserError(f"run {run_id} is running under process {run.owner_pid} on {run.owner_host}; "
+                        "only interrupted runs can be resumed")
     if run.status != "interrupted":
         raise UserError(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
 
