@@ -32,9 +32,13 @@ def data_dir() -> Path:
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors (a typo must not be silently ignored)."""
+    """Base for config sections: unknown keys are errors (a typo must not be silently ignored).
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Strict types: TOML already gives ints, floats and booleans, so "3" for an int or "yes" for a
+    bool is a mistake to refuse, not to coerce (an int still counts as a float); inf/nan are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):
@@ -72,7 +76,7 @@ class ScoringConfig(StrictModel):
 class ServingConfig(StrictModel):
     """The active adapter the scorer serves and how often it looks for a new one."""
 
-    active_adapter: Path | None = None
+    active_adapter: Path | None = Field(None, strict=False)  # paths come as TOML strings
     reload_check_s: float = Field(2.0, ge=0.0)
     idle_unload_s: float = Field(600.0, gt=0.0)
 
@@ -80,14 +84,14 @@ class ServingConfig(StrictModel):
 class StoreConfig(StrictModel):
     """Where the SQLite store and the run artifacts live."""
 
-    path: Path | None = None
-    runs_root: Path | None = None
+    path: Path | None = Field(None, strict=False)
+    runs_root: Path | None = Field(None, strict=False)
 
 
 class DataConfig(StrictModel):
     """Training data: triplet JSONL or a BEIR folder (None: the bundled demo dataset)."""
 
-    path: Path | None = None
+    path: Path | None = Field(None, strict=False)
     format: Literal["auto", "triplets", "beir", "chat"] = "auto"
     qrels_split: str = Field("test", min_length=1)
     dev_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -229,6 +233,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         message = item["msg"]
         if item["type"] == "literal_error":
             message = f"must be one of {item['ctx']['expected']} (got {item['input']!r})"
+        elif item["type"].endswith("_type") or item["type"] == "finite_number":
+            message = f"{message} (got {item['input']!r})"
         elif item["type"] == "extra_forbidden":
             message = "unknown setting"
         elif item["type"].startswith("value_error"):
