@@ -29,7 +29,9 @@ from ragweld_tui.config import AppConfig
 from store import CheckpointEvent, EvalEvent, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from store.resume import drop_steps_after
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
+from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
 from trainers.evaluation import Evaluation
+from trainers.faults import fault_point
 from trainers.metrics import METRIC_GOALS
 from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, active_path, promote
 from trainers.serving_check import ServingReference, evaluate_serving
@@ -248,7 +250,11 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
     engine = await asyncio.to_thread(plan.make_engine)
     try:
         tracker = _Tracker()
-        checkpoint = _latest_checkpoint(run_dir) if resuming else None
+        checkpoint, damaged = newest_intact(run_dir / CHECKPOINTS, TRAINER_STATE) if resuming else (None, [])
+        for name in damaged:
+            writer.emit(LogEvent(level="warning", message=f"checkpoint {name} is damaged (partly written); skipped"))
+        if resuming and recover_swap(run_dir / ADAPTER_SUBDIR):
+            writer.emit(LogEvent(level="warning", message="restored the best adapter a crash left mid-swap"))
         if resuming and checkpoint is None:
             writer.emit(LogEvent(level="warning", message="no complete checkpoint: starting from step 0"))
         if checkpoint is not None:
@@ -257,11 +263,11 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             dropped = await drop_steps_after(writer, tracker.step)
             writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"
                                  + (f"; {dropped} events of later steps superseded" if dropped else "")))
-        if (run_dir / ORIGIN).is_file():
+        if safetensors_intact(run_dir / ORIGIN):
             origin = (await asyncio.to_thread(load_file, str(run_dir / ORIGIN)))["origin"]
         else:
             origin = await asyncio.to_thread(engine.trainable_vector)
-            await asyncio.to_thread(save_file, {"origin": origin}, str(run_dir / ORIGIN))
+            await asyncio.to_thread(write_durably, run_dir / ORIGIN, lambda tmp: save_file({"origin": origin}, str(tmp)))
         project = Projector(origin, train.seed)
         if not tracker.baseline:
             await _references(plan, engine, tracker, writer, run_dir, run_id)
@@ -276,6 +282,7 @@ async def _train(config: AppConfig, store: RunStore, writer, plan: TrainingPlan,
             if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
                                      f"gradient norm {stats.grad_norm}); nothing from this step was kept")
+            fault_point("train.after_step")
             tracker.step += 1
             outcome.steps = tracker.step  # also right when a later step fails
             tracker.tokens += stats.tokens
@@ -403,20 +410,19 @@ async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
 
 
 def _commit_checkpoint(tmp: Path, final: Path, tracker_json: str) -> None:
-    """File work of a checkpoint (off the event loop): tracker, rename into place, prune old ones."""
+    """File work of a checkpoint (off the event loop): tracker, fsync, rename into place, prune old ones.
+
+    The previous checkpoint is pruned only after this one is durable, so one always survives a crash.
+    """
     (tmp / TRAINER_STATE).write_text(tracker_json)
+    fsync_tree(tmp)
+    fault_point("checkpoint.before_rename")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+    fsync_dir(final.parent)
+    fault_point("checkpoint.after_rename")
     for old in sorted(p for p in final.parent.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    complete = [p for p in sorted(root.iterdir()) if p.name.startswith("step-") and (p / TRAINER_STATE).is_file()]
-    return complete[-1] if complete else None
 
 
 async def _register_artifacts(store: RunStore, run_id: str, run_dir: Path) -> None:
