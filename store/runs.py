@@ -92,10 +92,15 @@ class RunStore:
         `runs_root` holds the run folders artifacts live in (default: `runs/` next to the store).
         """
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise StoreError(f"the store {path} is a folder; give the path of a store file (e.g. {path / 'ragweld.sqlite'})")
         if not path.exists():
             if not create:
                 raise StoreMissingError(f"no store at {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's folder {path.parent}: {exc.strerror or exc}") from None
         writer = await connect(path, busy_timeout_s=busy_timeout_s, check_fs=check_fs)
         reader: aiosqlite.Connection | None = None
         try:
