@@ -190,6 +190,8 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     version (a damaged one refuses: nothing is logged as promoted), record the intent, swap, commit.
     """
     run = await store.get_run(run_id)
+    if run.status != "completed":  # refused before anything is touched (no verdict: the gate never ran)
+        raise PromotionRefused(f"run {run_id} is {run.status}; only completed runs can be promoted")
     active = active_path(config, run.kind)
     async with promotion_lock(active):
         await reconcile(store, active, run.kind)
@@ -199,9 +201,8 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
         if decision.promote:
             try:
                 target = await asyncio.to_thread(install_version, run_adapter_dir(store, run_id), active, run_id)
-            except (AdapterError, OSError) as exc:
-                decision.promote = False
-                decision.reasons.insert(0, f"the run's adapter cannot be installed: {exc}")
+            except (AdapterError, OSError) as exc:  # nothing was changed: no verdict is logged either
+                raise PromotionRefused(f"the run's adapter cannot be installed: {exc}") from None
         # Every attempt, refused or not, goes to the run's event log: the inspector shows the verdict.
         await store.append_events(run_id, [PromotionEvent(
             promoted=decision.promote, forced=decision.forced, metric=decision.metric, figures=decision.figures,
@@ -222,6 +223,8 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
 async def rollback(store: RunStore, config: AppConfig, kind: str = "reranker") -> str | None:
     """Restore the adapter the current one replaced (or the plain base); returns the new active run id."""
     active = active_path(config, kind)
+    if not await store.promotions(kind) and not active.is_symlink():
+        raise PromotionRefused(f"nothing to roll back: no {kind} adapter was ever promoted")
     async with promotion_lock(active):
         await reconcile(store, active, kind)
         return await _rollback_locked(store, active, kind)

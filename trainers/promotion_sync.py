@@ -1,7 +1,7 @@
 """Keeping the active link and the store's lineage in agreement across processes and crashes.
 
 Promotion is two steps in two places: swap the active symlink, then commit the lineage row. One
-cross-process lock (flock on a file beside the active path) serialises promote and rollback, an
+cross-process lock (flock on the folder of the active path) serialises promote and rollback, an
 intent file is written before the swap and removed after the commit, and every promote or rollback
 first reconciles: the link is what is being served, so it is the truth, and the lineage is repaired
 to match it (logged on the run). Temp folders and links of killed promotions are removed then too.
@@ -24,19 +24,18 @@ from trainers.active_adapter import VERSIONS
 from trainers.durable import write_durably
 
 
-def _lock_file(active: Path) -> Path:
-    return active.parent / f".{active.name}.lock"
-
-
 def _intent_file(active: Path) -> Path:
     return active.parent / f".{active.name}.intent.json"
 
 
 @contextlib.asynccontextmanager
 async def promotion_lock(active: Path) -> AsyncIterator[None]:
-    """Hold the active path's promotion lock (waits for another promote or rollback to finish)."""
+    """Hold the active path's promotion lock (waits for another promote or rollback to finish).
+
+    The lock is an flock on the folder holding the active link, so taking it creates no file.
+    """
     active.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_lock_file(active), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(active.parent, os.O_RDONLY)
     try:
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         yield

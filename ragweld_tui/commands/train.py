@@ -57,9 +57,9 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
 class ProgressPrinter:
     """A bar with ETA on a terminal; plain lines (at evals and every 10 steps) otherwise."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
 
     def __call__(self, update) -> None:
