@@ -315,6 +315,12 @@ class RunStore:
         now = time.time()
         if not any(self._is_stale(row, now) for row in await fetch_all(self._reader, query)):
             return []
+        try:
+            return await self._mark_stale(query, now)
+        except sqlite3.OperationalError:  # a full disk or a read-only store: reading must still work
+            return []
+
+    async def _mark_stale(self, query: str, now: float) -> list[str]:
         marked = []
         async with self.transaction() as conn:
             for row in await fetch_all(conn, query):  # re-read under the lock: it may have moved on

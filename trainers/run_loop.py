@@ -34,6 +34,7 @@ from trainers.evaluation import Evaluation
 from trainers.faults import fault_point
 from trainers.metrics import METRIC_GOALS
 from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, active_path, promote
+from trainers.run_failure import record_failure
 from trainers.serving_check import ServingReference, evaluate_serving
 from trainers.trec import RANKINGS_DIR, write_qrels, write_run
 
@@ -213,8 +214,7 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             raise
         except Exception as exc:  # the run failed: record why, never leave it running
             outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-            writer.emit(LogEvent(level="error", message=outcome.error))
-            await writer.set_status("failed", error=outcome.error)
+            await record_failure(writer, outcome.error)
         outcome.wall_s = time.perf_counter() - started
     if outcome.status == "completed" and config.train.auto_promote:
         try:
@@ -405,6 +405,7 @@ async def _checkpoint(engine, tracker: _Tracker, run_dir: Path, writer) -> None:
     tmp = root / f".tmp-{final.name}"
     await asyncio.to_thread(shutil.rmtree, tmp, True)
     await asyncio.to_thread(engine.save_state, tmp)
+    await writer.flush()  # the steps up to this one are in the store before the checkpoint says they happened
     await asyncio.to_thread(_commit_checkpoint, tmp, final, json.dumps(asdict(tracker), sort_keys=True))
     writer.emit(CheckpointEvent(path=str(final.relative_to(run_dir)), step=tracker.step), step=tracker.step)
 

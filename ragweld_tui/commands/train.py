@@ -172,10 +172,10 @@ async def _train_or_refuse(config: AppConfig, store, plan, cancel: threading.Eve
 
     try:
         return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=ProgressPrinter())
-    except (ResumeRefused, StoreError) as exc:
-        if resume is None and not isinstance(exc, ResumeRefused):
-            raise
+    except ResumeRefused as exc:
         raise UserError(str(exc)) from None
+    except StoreError as exc:  # resume: another owner; a run: its failure could not be recorded (exit 1)
+        raise UserError(str(exc), exit_code=2 if resume else 1) from None
 
 
 async def _check_resumable(store, run_id: str, kind: str) -> None:
