@@ -88,29 +88,62 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise AdapterError(f"{path}: not valid JSON ({exc})") from None
 
 
-def read_adapter(folder: Path) -> LoraWeights:
-    """Load an mlx-lm or PEFT adapter folder into LoraWeights (safetensors only, never pickle)."""
+def _load_tensors(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors file's tensors, or AdapterError when it is truncated or not safetensors at all."""
     from safetensors.numpy import load_file
 
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, OSError: a damaged file is the user's problem to see
+        raise AdapterError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _checked(folder: Path, pairs: dict[str, dict[str, np.ndarray]], a: str, b: str, rank: int,
+             scale: float, dropout: float, transpose: bool) -> LoraWeights:
+    """LoraWeights (A (r, in), B (out, r)) after checking every module has both halves of the config's rank.
+
+    An adapter whose config rank disagrees with its tensors would silently change scores (alpha / r).
+    """
+    modules = {}
+    for name, parts in sorted(pairs.items()):
+        if a not in parts or b not in parts:
+            raise AdapterError(f"{folder}: module {name} lacks {a if a not in parts else b}")
+        lo_a, lo_b = (parts[a].T.copy(), parts[b].T.copy()) if transpose else (parts[a], parts[b])
+        if lo_a.ndim != 2 or lo_b.ndim != 2 or lo_a.shape[0] != rank or lo_b.shape[1] != rank:
+            raise AdapterError(f"{folder / ADAPTER_CONFIG}: rank {rank} does not match the tensors of {name} "
+                               f"({a} {tuple(parts[a].shape)}, {b} {tuple(parts[b].shape)})")
+        modules[name] = (lo_a, lo_b)
+    if not modules:
+        raise AdapterError(f"{folder}: the adapter has no LoRA tensors")
+    return LoraWeights(modules, scale, rank, dropout)
+
+
+def read_adapter(folder: Path) -> LoraWeights:
+    """Load an mlx-lm or PEFT adapter folder into LoraWeights (safetensors only, never pickle)."""
     config = _read_json(folder / ADAPTER_CONFIG)
     if (folder / MLX_WEIGHTS).is_file():
         params = config.get("lora_parameters", {})
-        rank, scale = int(params.get("rank", 8)), float(params.get("scale", 20.0))
-        tensors = load_file(str(folder / MLX_WEIGHTS))
+        try:
+            rank, scale = int(params.get("rank", 8)), float(params.get("scale", 20.0))
+        except (TypeError, ValueError):
+            raise AdapterError(f"{folder / ADAPTER_CONFIG}: lora_parameters rank/scale are not numbers") from None
+        tensors = _load_tensors(folder / MLX_WEIGHTS)
         pairs: dict[str, dict[str, np.ndarray]] = {}
         for key, value in tensors.items():
             module, _, part = key.rpartition(".")
             if part not in ("lora_a", "lora_b"):
                 raise AdapterError(f"{folder / MLX_WEIGHTS}: unexpected tensor {key} (only LoRA is supported)")
             pairs.setdefault(module, {})[part] = value.astype(np.float32)
-        modules = {m: (p["lora_a"].T.copy(), p["lora_b"].T.copy()) for m, p in pairs.items()}
-        return LoraWeights(modules, scale, rank, float(params.get("dropout", 0.0)))
+        return _checked(folder, pairs, "lora_a", "lora_b", rank, scale, float(params.get("dropout", 0.0)), True)
     if (folder / PEFT_WEIGHTS).is_file():
         if config.get("peft_type", "LORA") != "LORA":
             raise AdapterError(f"{folder / ADAPTER_CONFIG}: peft_type {config.get('peft_type')} is not LORA")
-        rank, alpha = int(config["r"]), float(config["lora_alpha"])
-        scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
-        tensors = load_file(str(folder / PEFT_WEIGHTS))
+        try:
+            rank, alpha = int(config["r"]), float(config["lora_alpha"])
+            scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            raise AdapterError(f"{folder / ADAPTER_CONFIG}: needs a positive integer r and a number lora_alpha") from None
+        tensors = _load_tensors(folder / PEFT_WEIGHTS)
         pairs = {}
         for key, value in tensors.items():
             name = key.removeprefix(PEFT_PREFIX)
@@ -118,8 +151,7 @@ def read_adapter(folder: Path) -> LoraWeights:
                 marker = f".{part}."
                 if marker in name:
                     pairs.setdefault(name.split(marker)[0], {})[part] = value.astype(np.float32)
-        modules = {m: (p["lora_A"], p["lora_B"]) for m, p in pairs.items()}
-        return LoraWeights(modules, scale, rank, float(config.get("lora_dropout", 0.0)))
+        return _checked(folder, pairs, "lora_A", "lora_B", rank, scale, float(config.get("lora_dropout", 0.0)), False)
     raise AdapterError(f"{folder}: no {MLX_WEIGHTS} or {PEFT_WEIGHTS}")
 
 

@@ -94,6 +94,11 @@ class AdapterHost(Generic[M]):
         if self.active_adapter is None or now - self._last_check < self.reload_check_s:
             return
         self._last_check = now
+        if self.active_adapter.is_symlink() and not self.active_adapter.exists():
+            # A dangling link is a broken promotion, not a rollback: keep the last good adapter, loudly.
+            self.last_adapter_error = f"the active adapter {self.active_adapter} points to a missing folder"
+            log.warning("keeping the last good adapter: %s", self.last_adapter_error)
+            return
         if self.active_adapter.exists():
             fingerprint = manifest_fingerprint(self.active_adapter)
             if fingerprint is None:  # folder there but no manifest yet: still being written

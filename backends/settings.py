@@ -23,9 +23,13 @@ EMBEDDED_CHAT = "embedded:tiny-qwen3-chat"
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors (a typo must not be silently ignored)."""
+    """Base for config sections: unknown keys are errors (a typo must not be silently ignored).
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Strict types: TOML already gives ints, floats and booleans, so "3" for an int or "yes" for a
+    bool is a mistake to refuse, not to coerce (an int still counts as a float); inf/nan are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):
@@ -63,7 +67,7 @@ class ScoringConfig(StrictModel):
 class ServingConfig(StrictModel):
     """The active adapter the scorer serves and how often it looks for a new one."""
 
-    active_adapter: Path | None = None
+    active_adapter: Path | None = Field(None, strict=False)  # paths come as TOML strings
     reload_check_s: float = Field(2.0, ge=0.0)
     idle_unload_s: float = Field(600.0, gt=0.0)
 

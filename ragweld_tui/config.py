@@ -32,6 +32,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         message = item["msg"]
         if item["type"] == "literal_error":
             message = f"must be one of {item['ctx']['expected']} (got {item['input']!r})"
+        elif item["type"].endswith("_type") or item["type"] == "finite_number":
+            message = f"{message} (got {item['input']!r})"
         elif item["type"] == "extra_forbidden":
             message = "unknown setting"
         elif item["type"].startswith("value_error"):

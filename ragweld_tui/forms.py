@@ -62,5 +62,19 @@ def apply_form(config: AppConfig, values: Mapping[str, str], source: str = "form
         if field.name not in values:
             continue
         text = values[field.name].strip()
-        raw[field.section][field.key] = None if text == "" and field.key == "path" else text
+        raw[field.section][field.key] = None if text == "" and field.key == "path" else _typed(field, text)
     return parse_config(raw, source)
+
+
+def _typed(field: FormField, text: str) -> Any:
+    """A number or boolean field's text read as a TOML value (the config is strict; "3" is no int)."""
+    import tomllib
+
+    section = AppConfig.model_fields[field.section].annotation
+    annotation = section.model_fields[field.key].annotation if isinstance(section, type) else None
+    if annotation not in (int, float, bool):
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # validation names the field and what it wants

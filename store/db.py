@@ -85,7 +85,10 @@ async def connect(
     path = Path(path) if str(path) != ":memory:" else Path(":memory:")
     if check_fs and str(path) != ":memory:":
         check_local_filesystem(path.absolute())
-    conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=busy_timeout_s)
+    try:
+        conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=busy_timeout_s)
+    except sqlite3.Error as exc:  # a folder, an unreadable file, a missing or read-only parent
+        raise StoreError(f"cannot open the store {path}: {exc}") from None
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         mode = await _set_wal(conn, busy_timeout_s)

@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
@@ -34,6 +35,7 @@ from store.ids import (
     validate_run_id,
     validate_sha256,
 )
+from store.lease import owner_alive, pid_alive, take_lease  # noqa: F401  (pid_alive re-exported)
 from store.models import (
     TRANSITIONS,
     ArtifactRecord,
@@ -54,19 +56,6 @@ _RUN_COLUMNS = (
 )
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (signal 0 probes without signalling)."""
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it on Windows; rely on the heartbeat there
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to someone else
-    return True
-
-
 class RunStore:
     """Runs, events, artifacts and promotions in one SQLite file. Use `await RunStore.open(path)`."""
 
@@ -85,6 +74,7 @@ class RunStore:
         self._reader = reader
         self._lock = asyncio.Lock()
         self._host = socket.gethostname()
+        self.owner_token = uuid.uuid4().hex  # this process's lease token on the runs it makes `running`
         self._writers: set[EventWriter] = set()  # open writers, closed (flushed) before the store
 
     @classmethod
@@ -103,10 +93,15 @@ class RunStore:
         `runs_root` holds the run folders artifacts live in (default: `runs/` next to the store).
         """
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise StoreError(f"the store {path} is a folder; give the path of a store file (e.g. {path / 'ragweld.sqlite'})")
         if not path.exists():
             if not create:
                 raise StoreMissingError(f"no store at {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's folder {path.parent}: {exc.strerror or exc}") from None
         writer = await connect(path, busy_timeout_s=busy_timeout_s, check_fs=check_fs)
         reader: aiosqlite.Connection | None = None
         try:
@@ -223,12 +218,8 @@ class RunStore:
             pk, current = int(row[0]), row[1]
             if status not in TRANSITIONS[current]:
                 raise InvalidTransitionError(f"run {run_id} is {current}; it cannot become {status}")
-            if status == "running":
-                await conn.execute(
-                    """UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), heartbeat_at = ?,
-                       finished_at = NULL, error = NULL, owner_pid = ?, owner_host = ? WHERE pk = ?""",
-                    (now, now, os.getpid(), self._host, pk),
-                )
+            if status == "running":  # the status check and the lease are one transaction
+                await take_lease(conn, pk, run_id, self.owner_token, self._host, now)
             elif status in ("completed", "failed", "cancelled"):
                 await conn.execute(
                     "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE pk = ?", (status, now, error, pk)
@@ -281,7 +272,8 @@ class RunStore:
         validate_run_id(run_id)
         async with self.transaction() as conn:
             await conn.execute(
-                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", (time.time(), run_id)
+                """UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'
+                   AND (owner_token IS NULL OR owner_token = ?)""", (time.time(), run_id, self.owner_token)
             )
 
     async def delete_run(self, run_id: str) -> None:
@@ -302,10 +294,16 @@ class RunStore:
             await conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def _is_stale(self, row: sqlite3.Row, now: float) -> str | None:
-        """Why a `running` row is dead, or None if it may still be alive."""
+        """Why a `running` row is dead, or None if it may still be alive.
+
+        An owner on this host is judged by its pid alone: a stopped (SIGSTOP) or busy process keeps
+        its run however old its heartbeat. Owners elsewhere (and this process) by the heartbeat.
+        """
         pid, host = row["owner_pid"], row["owner_host"]
-        if pid is not None and host == self._host and pid != os.getpid() and not pid_alive(pid):
-            return f"owner process {pid} on {host} is gone"
+        if pid is not None and host == self._host and pid != os.getpid():
+            if not owner_alive(pid, row["owner_started"]):
+                return f"owner process {pid} on {host} is gone"
+            return None
         last = row["heartbeat_at"] or row["started_at"] or row["created_at"]
         if now - last > self.stale_after_s:
             return f"no heartbeat for {now - last:.0f} s"
@@ -313,11 +311,17 @@ class RunStore:
 
     async def mark_stale_runs(self) -> list[str]:
         """Mark `running` runs whose owner died or whose heartbeat is stale as `interrupted`."""
-        query = """SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host
+        query = """SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host, owner_started
                    FROM runs WHERE status = 'running'"""
         now = time.time()
         if not any(self._is_stale(row, now) for row in await fetch_all(self._reader, query)):
             return []
+        try:
+            return await self._mark_stale(query, now)
+        except sqlite3.OperationalError:  # a full disk or a read-only store: reading must still work
+            return []
+
+    async def _mark_stale(self, query: str, now: float) -> list[str]:
         marked = []
         async with self.transaction() as conn:
             for row in await fetch_all(conn, query):  # re-read under the lock: it may have moved on

@@ -188,6 +188,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE runs ADD COLUMN serving_note TEXT",
         ),
     ),
+    Migration(
+        "0006_run_lease",
+        (
+            # The owner's lease: a per-process token (running -> running only for the same token)
+            # and the owner process's start time, so a recycled pid is not taken for the owner.
+            "ALTER TABLE runs ADD COLUMN owner_token TEXT",
+            "ALTER TABLE runs ADD COLUMN owner_started REAL",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS store_migrations (

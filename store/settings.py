@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 APP_NAME = "ragweld-tui"
 
@@ -24,10 +24,10 @@ def data_dir() -> Path:
 class StoreConfig(BaseModel):
     """Where the SQLite store and the run artifacts live (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
-    path: Path | None = None
-    runs_root: Path | None = None
+    path: Path | None = Field(None, strict=False)  # paths come as TOML strings
+    runs_root: Path | None = Field(None, strict=False)
 
     def database(self) -> Path:
         """The SQLite file: `path`, else `<data dir>/ragweld.sqlite`."""

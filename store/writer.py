@@ -196,6 +196,13 @@ class EventWriter:
             except Exception as exc:  # keep the events and retry next interval; flush()/close() re-raise
                 LOG.warning("event writer for run %s could not commit (will retry): %s", self.run_id, exc)
 
+    def discard_pending(self) -> int:
+        """Drop the events not yet committed (when they cannot be: a full disk); returns how many."""
+        dropped = len(self._buffer)
+        self._buffer.clear()
+        self._space.set()
+        return dropped
+
     async def close(self) -> int:
         """Stop the flush task and commit everything still buffered; return the last committed seq."""
         if self._task is None or self._closed:

@@ -160,3 +160,17 @@ async def test_concurrent_requests_get_consistent_answers(tiny_model_dir: Path) 
         np.testing.assert_allclose(logits(response), alone, atol=1e-6)
     assert service.loads == 1
     await service.close()
+
+
+async def test_a_dangling_active_link_keeps_the_last_good_adapter(tiny_model_dir: Path, tmp_path: Path) -> None:
+    version = write_adapter(tmp_path / "versions" / "one", random_lora(1), tiny_model_dir)
+    active = tmp_path / "active"
+    active.symlink_to(version)
+    clock = ManualClock()
+    service = RerankService(settings(tiny_model_dir), active, reload_check_s=1.0, clock=clock)
+    served = logits(await service.score(QUERY, DOCS))
+    shutil.rmtree(version)  # the version folder is gone; the link dangles
+    clock.now += 5
+    assert logits(await service.score(QUERY, DOCS)) == served  # never silently the plain base
+    assert "missing folder" in (service.last_adapter_error or "")
+    await service.close()

@@ -29,6 +29,7 @@ from trainers.chat_engine import ChatBatch, ChatTrainEngine
 from trainers.engines import make_chat_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation
+from trainers.lora_check import check_lora
 from trainers.serving_check import lora_config_for
 
 
@@ -81,6 +82,7 @@ class AgentPlan:
         from transformers import AutoTokenizer
 
         model_dir = resolve_model(config.model.base)
+        check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
         if choice.backend == "torch" and is_quantized(model_dir):
             raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "

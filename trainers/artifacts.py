@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from backends.adapters import LoraWeights, Manifest, write_manifest, write_mlx_adapter, write_peft_adapter
+from trainers.durable import fsync_dir, fsync_tree
+from trainers.faults import fault_point
 from trainers.settings import LoraConfig
 
 
@@ -38,7 +40,10 @@ def write_adapter_folder(folder: Path, lora: LoraWeights, *, backend: str, num_l
                                  dataset_fingerprint=dataset_fingerprint, kind=kind, run_id=run_id, metrics=finite))
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(old, ignore_errors=True)
+    fsync_tree(tmp)
     if folder.exists():
         folder.rename(old)
+    fault_point("adapter.between_renames")
     tmp.rename(folder)
+    fsync_dir(folder.parent)
     shutil.rmtree(old, ignore_errors=True)

@@ -52,6 +52,10 @@ def load_dataset(config: DataConfig, evaluation: EvalConfig | None = None) -> Re
         raise DataError("data path not found", path)
     fmt = detect_format(path) if config.format == "auto" else config.format
     if fmt == "beir":
+        split = config.qrels_split
+        if split in (".", "..") or any(c in split for c in "/\\\0"):  # a split name, never a path out of qrels/
+            raise DataError(f"[data].qrels_split = {split!r} must be a split name like 'test' (no path separators "
+                            "or '..')")
         if not path.is_dir():
             raise DataError("data.format = 'beir' needs a folder with corpus.jsonl, queries.jsonl and qrels/", path)
         return load_beir(path, split=config.qrels_split, bm25_candidates=config.bm25_candidates,

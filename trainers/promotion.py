@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from backends.adapters import Manifest
+from backends.adapters import AdapterError, Manifest
 from backends.chat_template import chat_template_fingerprint
 from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
@@ -25,6 +25,8 @@ from trainers.settings import AppConfig, RunKind
 from store import PromotionEvent, RunRecord, RunStore
 from trainers.errors import DataError
 from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
+from trainers.faults import fault_point
+from trainers.promotion_sync import clear_intent, promotion_lock, reconcile, write_intent
 
 ADAPTER_SUBDIR = "adapter"
 
@@ -176,26 +178,53 @@ async def _serving_figure(store: RunStore, config: AppConfig, run: RunRecord) ->
 
 
 async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool = False) -> GateDecision:
-    """Gate, then atomically make the run's adapter the active one and record it in the lineage."""
-    decision = await decide(store, config, run_id, force)
-    reasons = "; ".join(decision.reasons)
-    # Every attempt, refused or not, goes to the run's event log: the inspector shows the verdict.
-    await store.append_events(run_id, [PromotionEvent(
-        promoted=decision.promote, forced=decision.forced, metric=decision.metric, figures=decision.figures,
-        reference=decision.reference, reasons=decision.reasons)])
-    if not decision.promote:
-        raise PromotionRefused(decision)
+    """Gate, then atomically make the run's adapter the active one and record it in the lineage.
+
+    Under the promotion lock: reconcile first, decide against what is serving now, install the
+    version (a damaged one refuses: nothing is logged as promoted), record the intent, swap, commit.
+    """
     run = await store.get_run(run_id)
+    if run.status != "completed":  # refused before anything is touched (no verdict: the gate never ran)
+        raise PromotionRefused(f"run {run_id} is {run.status}; only completed runs can be promoted")
     active = config.active_adapter_dir(run.kind)
-    target = await asyncio.to_thread(install_version, run_adapter_dir(store, run_id), active, run_id)
-    replaced = await store.active_run(run.kind)
-    await asyncio.to_thread(point_active, active, target)
-    await store.record_promotion(run_id, replaced if replaced != run_id else None, reasons)
+    async with promotion_lock(active):
+        await reconcile(store, active, run.kind)
+        decision = await decide(store, config, run_id, force)
+        reasons = "; ".join(decision.reasons)
+        target = None
+        if decision.promote:
+            try:
+                target = await asyncio.to_thread(install_version, run_adapter_dir(store, run_id), active, run_id)
+            except (AdapterError, OSError) as exc:  # nothing was changed: no verdict is logged either
+                raise PromotionRefused(f"the run's adapter cannot be installed: {exc}") from None
+        # Every attempt, refused or not, goes to the run's event log: the inspector shows the verdict.
+        await store.append_events(run_id, [PromotionEvent(
+            promoted=decision.promote, forced=decision.forced, metric=decision.metric, figures=decision.figures,
+            reference=decision.reference, reasons=decision.reasons)])
+        if not decision.promote or target is None:
+            raise PromotionRefused(decision)
+        replaced = await store.active_run(run.kind)
+        replaced = replaced if replaced != run_id else None
+        await asyncio.to_thread(write_intent, active, run_id, replaced, reasons)
+        fault_point("promote.before_swap")
+        await asyncio.to_thread(point_active, active, target)
+        fault_point("promote.after_swap")
+        await store.record_promotion(run_id, replaced, reasons)
+        await asyncio.to_thread(clear_intent, active)
     return decision
 
 
 async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker") -> str | None:
     """Restore the adapter the current one replaced (or the plain base); returns the new active run id."""
+    active = config.active_adapter_dir(kind)
+    if not await store.promotions(kind) and not active.is_symlink():
+        raise PromotionRefused(f"nothing to roll back: no {kind} adapter was ever promoted")
+    async with promotion_lock(active):
+        await reconcile(store, active, kind)
+        return await _rollback_locked(store, active, kind)
+
+
+async def _rollback_locked(store: RunStore, active: Path, kind: RunKind) -> str | None:
     lineage = await store.promotions(kind)
     if not lineage:
         raise PromotionRefused(f"nothing to roll back: no {kind} adapter was ever promoted")
@@ -203,16 +232,23 @@ async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker
     if current.run_id is None:
         raise PromotionRefused(f"the base model is already the active {kind}; nothing to roll back")
     previous = current.replaced_run_id
-    active = config.active_adapter_dir(kind)
     if previous is None:
+        reason = f"rollback of {current.run_id} to the base model"
+        await asyncio.to_thread(write_intent, active, None, current.run_id, reason)
         await asyncio.to_thread(point_active, active, None)
-        await store.clear_promotion(kind, current.run_id, f"rollback of {current.run_id} to the base model")
+        fault_point("rollback.after_swap")
+        await store.clear_promotion(kind, current.run_id, reason)
+        await asyncio.to_thread(clear_intent, active)
         return None
     target = version_dir(active, previous)
     if await asyncio.to_thread(verified_manifest, target) is None:  # hashes every file: not on the loop
         raise PromotionRefused(f"cannot roll back to {previous}: its adapter version {target} is missing or damaged")
-    await asyncio.to_thread(point_active, active, target)
     # The replaced run of a rollback is what the restored one replaced at its own promotion.
     earlier = next((p.replaced_run_id for p in reversed(lineage) if p.run_id == previous), None)
-    await store.record_promotion(previous, earlier, f"rollback from {current.run_id}")
+    reason = f"rollback from {current.run_id}"
+    await asyncio.to_thread(write_intent, active, previous, earlier, reason)
+    await asyncio.to_thread(point_active, active, target)
+    fault_point("rollback.after_swap")
+    await store.record_promotion(previous, earlier, reason)
+    await asyncio.to_thread(clear_intent, active)
     return previous

@@ -27,15 +27,19 @@ from typing import Any
 from backends.adapters import LoraWeights
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from store.resume import drop_steps_after
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
+from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
 from trainers.engine_base import TrainEngine
 from trainers.evaluation import Evaluation
+from trainers.faults import fault_point
 from trainers.metrics import METRIC_GOALS
 # Re-exported: the plan protocol and its factory live in trainers.plan, so that promotion can prepare
 # a plan without importing this loop (which imports promotion).
 from trainers.plan import TrainingPlan as TrainingPlan
 from trainers.plan import prepare_plan as prepare_plan
 from trainers.promotion import ADAPTER_SUBDIR, GateDecision, PromotionRefused, promote
+from trainers.run_failure import record_failure
 from trainers.serving_check import ServingReference, evaluate_serving
 from trainers.trec import RANKINGS_DIR, write_qrels, write_run
 
@@ -132,12 +136,15 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             primary_metric=metric, goal=METRIC_GOALS[metric])
     else:
         run_id = resume_run_id
+        allowed = await _check_resume(store, run_id, config, plan)
     if on_run_created:
         on_run_created(run_id)
     outcome = RunOutcome(run_id, "running", metric)
     started = time.perf_counter()
     async with store.writer(run_id) as writer:
         await writer.set_status("running", reason="resumed" if resume_run_id else "started")
+        if resume_run_id and allowed:
+            writer.emit(LogEvent(message=f"resumed with changed settings: {'; '.join(allowed)}"))
         try:
             await _train(config, store, writer, plan, run_id, cancel, resume_run_id is not None, outcome, on_progress)
         except asyncio.CancelledError:
@@ -146,8 +153,7 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
             raise
         except Exception as exc:  # the run failed: record why, never leave it running
             outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-            writer.emit(LogEvent(level="error", message=outcome.error))
-            await writer.set_status("failed", error=outcome.error)
+            await record_failure(writer, outcome.error)
         outcome.wall_s = time.perf_counter() - started
     if outcome.status == "completed" and config.train.auto_promote:
         try:
@@ -155,6 +161,17 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
         except PromotionRefused as exc:
             outcome.decision = exc.decision
     return outcome
+
+
+async def _check_resume(store: RunStore, run_id: str, config: AppConfig, plan: TrainingPlan) -> list[str]:
+    """The settings the resume changes (safe ones), or ResumeRefused before anything is touched."""
+    from trainers.resume_check import ResumeRefused, check_resume
+
+    run = await store.get_run(run_id)
+    if run.kind != plan.kind:
+        raise ResumeRefused(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
+    return check_resume(run_id, run.config, json.loads(config.model_dump_json()), run.dataset_fingerprint,
+                        plan.dataset_fingerprint)
 
 
 async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: TrainingPlan, run_id: str,
@@ -174,18 +191,24 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
     engine = await asyncio.to_thread(plan.make_engine)
     try:
         tracker = _Tracker()
-        checkpoint = _latest_checkpoint(run_dir) if resuming else None
+        checkpoint, damaged = newest_intact(run_dir / CHECKPOINTS, TRAINER_STATE) if resuming else (None, [])
+        for name in damaged:
+            writer.emit(LogEvent(level="warning", message=f"checkpoint {name} is damaged (partly written); skipped"))
+        if resuming and recover_swap(run_dir / ADAPTER_SUBDIR):
+            writer.emit(LogEvent(level="warning", message="restored the best adapter a crash left mid-swap"))
         if resuming and checkpoint is None:
             writer.emit(LogEvent(level="warning", message="no complete checkpoint: starting from step 0"))
         if checkpoint is not None:
             await asyncio.to_thread(engine.load_state, checkpoint)
             tracker = _Tracker(**json.loads((checkpoint / TRAINER_STATE).read_text()))
-            writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"))
-        if (run_dir / ORIGIN).is_file():
+            dropped = await drop_steps_after(writer, tracker.step)
+            writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"
+                                 + (f"; {dropped} events of later steps superseded" if dropped else "")))
+        if safetensors_intact(run_dir / ORIGIN):
             origin = (await asyncio.to_thread(load_file, str(run_dir / ORIGIN)))["origin"]
         else:
             origin = await asyncio.to_thread(engine.trainable_vector)
-            await asyncio.to_thread(save_file, {"origin": origin}, str(run_dir / ORIGIN))
+            await asyncio.to_thread(write_durably, run_dir / ORIGIN, lambda tmp: save_file({"origin": origin}, str(tmp)))
         project = Projector(origin, train.seed)
         if not tracker.baseline:
             await _references(store, plan, engine, tracker, writer, run_dir, run_id)
@@ -200,7 +223,9 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
             if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
                                      f"gradient norm {stats.grad_norm}); nothing from this step was kept")
+            fault_point("train.after_step")
             tracker.step += 1
+            outcome.steps = tracker.step  # also right when a later step fails
             tracker.tokens += stats.tokens
             tracker.train_seconds += stats.seconds
             rate = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
@@ -324,25 +349,25 @@ async def _checkpoint(engine: TrainEngine[Any], tracker: _Tracker, run_dir: Path
     tmp = root / f".tmp-{final.name}"
     await asyncio.to_thread(shutil.rmtree, tmp, True)
     await asyncio.to_thread(engine.save_state, tmp)
+    await writer.flush()  # the steps up to this one are in the store before the checkpoint says they happened
     await asyncio.to_thread(_commit_checkpoint, tmp, final, json.dumps(asdict(tracker), sort_keys=True))
     writer.emit(CheckpointEvent(path=str(final.relative_to(run_dir)), step=tracker.step), step=tracker.step)
 
 
 def _commit_checkpoint(tmp: Path, final: Path, tracker_json: str) -> None:
-    """File work of a checkpoint (off the event loop): tracker, rename into place, prune old ones."""
+    """File work of a checkpoint (off the event loop): tracker, fsync, rename into place, prune old ones.
+
+    The previous checkpoint is pruned only after this one is durable, so one always survives a crash.
+    """
     (tmp / TRAINER_STATE).write_text(tracker_json)
+    fsync_tree(tmp)
+    fault_point("checkpoint.before_rename")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+    fsync_dir(final.parent)
+    fault_point("checkpoint.after_rename")
     for old in sorted(p for p in final.parent.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    complete = [p for p in sorted(root.iterdir()) if p.name.startswith("step-") and (p / TRAINER_STATE).is_file()]
-    return complete[-1] if complete else None
 
 
 async def _register_artifacts(store: RunStore, run_id: str, run_dir: Path) -> None:

@@ -24,6 +24,7 @@ from trainers.engine_base import Batch, RerankTrainEngine
 from trainers.engines import make_train_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation, dev_qrels, evaluate_first_stage, evaluate_queries
+from trainers.lora_check import check_lora
 from trainers.serving_check import lora_config_for
 from trainers.splits import Group, Pair, Split, TrainStream, split_for_config
 
@@ -96,6 +97,7 @@ class RunPlan:
 
         split = split_for_config(dataset.examples, config.data)
         model_dir = resolve_model(config.model.base)
+        check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=config.model.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)

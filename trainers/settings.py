@@ -32,7 +32,7 @@ RunKind = Literal["reranker", "agent"]
 class DataConfig(StrictModel):
     """Training data: triplet JSONL or a BEIR folder (None: the bundled demo dataset)."""
 
-    path: Path | None = None
+    path: Path | None = Field(None, strict=False)  # paths come as TOML strings
     format: Literal["auto", "triplets", "beir", "chat"] = "auto"
     qrels_split: str = Field("test", min_length=1)
     dev_fraction: float = Field(0.2, gt=0.0, lt=1.0)

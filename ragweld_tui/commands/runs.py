@@ -201,6 +201,10 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{target} is a folder; give -o the path of a file to write")
+    if not target.parent.is_dir():
+        raise UserError(f"{target.parent}: folder not found (for -o {target})")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:

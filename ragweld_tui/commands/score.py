@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -33,18 +34,25 @@ def read_docs_file(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     docs = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-            text = item.get("text") if isinstance(item, dict) else item
-            if not isinstance(text, str):
-                raise UserError(f"{path}:{number}: expected a JSON string or an object with a string \"text\"")
-            docs.append(text)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise UserError(f"{path}:{number}: expected a JSON string or an object with a string \"text\"")
+        docs.append(text)
     return docs
 
 
@@ -60,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         adapter = Path(args.adapter)
         if not adapter.is_dir():
             raise UserError(f"{adapter}: adapter folder not found")
-    elif not args.no_adapter and (config.active_adapter_dir() / "manifest.json").is_file():
-        adapter = config.active_adapter_dir()
+    elif not args.no_adapter:
+        adapter = _active_adapter(config.active_adapter_dir())
 
     from backends.scorer import Reranker
     from backends.settings import scorer_settings
@@ -99,6 +107,23 @@ def run(args: argparse.Namespace) -> int:
           f"adapter: {info['adapter'] or 'none (base)'}; load {load_s:.2f}s, score {stats.seconds * 1000:.1f} ms "
           f"for {stats.pairs} pairs / {stats.real_tokens} tokens ({rate:.1f} pairs/s)")
     return 0
+
+
+def _active_adapter(active: Path) -> Path | None:
+    """The active adapter to serve; None when none was ever promoted (or rolled back to the base).
+
+    A link whose version folder is gone, or an active folder without its manifest, is refused: the
+    plain base must never be served silently in place of a promoted adapter.
+    """
+    if active.is_symlink() and not active.exists():
+        raise UserError(f"the active adapter {active} points to {os.readlink(active)}, which is missing; "
+                        "promote or roll back again, or score with --no-adapter")
+    if not active.exists():
+        return None
+    if not (active / "manifest.json").is_file():
+        raise UserError(f"the active adapter {active} has no manifest.json (damaged or not an adapter); "
+                        "promote or roll back again, or score with --no-adapter")
+    return active
 
 
 def _terminal_width() -> int:

@@ -25,6 +25,7 @@ from ragweld_tui.errors import UserError
 
 if TYPE_CHECKING:
     from store import RunStore
+    from trainers.plan import TrainingPlan
     from trainers.run_loop import ProgressUpdate, RunOutcome
 
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
@@ -60,9 +61,9 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
 class ProgressPrinter:
     """A bar with ETA on a terminal; plain lines (at evals and every 10 steps) otherwise."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
 
     def __call__(self, update: ProgressUpdate) -> None:
@@ -147,7 +148,7 @@ def print_outcome(outcome: RunOutcome) -> None:
 
 async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     from trainers.errors import DataError
-    from trainers.run_loop import prepare_plan, run_training
+    from trainers.run_loop import prepare_plan
 
     with user_errors():
         try:
@@ -162,10 +163,24 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     async with open_store(args, config) as store:
         if args.resume:
             await _check_resumable(store, args.resume, config.train.kind)
-        outcome = await run_training(config, store, plan, cancel, resume_run_id=args.resume,
-                                     on_progress=ProgressPrinter())
+        outcome = await _train_or_refuse(config, store, plan, cancel, args.resume)
     print_outcome(outcome)
     return EXIT_CODES.get(outcome.status, 1)
+
+
+async def _train_or_refuse(config: AppConfig, store: RunStore, plan: TrainingPlan, cancel: threading.Event,
+                           resume: str | None) -> RunOutcome:
+    """run_training, with a refused resume (changed settings, another live owner) as a UserError."""
+    from store import StoreError
+    from trainers.resume_check import ResumeRefused
+    from trainers.run_loop import run_training
+
+    try:
+        return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=ProgressPrinter())
+    except ResumeRefused as exc:
+        raise UserError(str(exc)) from None
+    except StoreError as exc:  # resume: another owner; a run: its failure could not be recorded (exit 1)
+        raise UserError(str(exc), exit_code=2 if resume else 1) from None
 
 
 async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
@@ -177,6 +192,9 @@ async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
         raise UserError(str(exc)) from None
     if run.kind != kind:
         raise UserError(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
+    if run.status == "running":
+        raise UserError(f"run {run_id} is running under process {run.owner_pid} on {run.owner_host}; "
+                        "only interrupted runs can be resumed")
     if run.status != "interrupted":
         raise UserError(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
 
