@@ -151,7 +151,11 @@ async def test_new_run_from_a_config_file(fixture_db: Path, app_config, tmp_path
 
 async def test_promote_and_rollback_through_the_real_gate(fixture_db: Path, tmp_path: Path) -> None:
     # The real trainers: run A's adapter folder holds no complete adapter, so the gate refuses it even
-    # forced; the lineage (A promoted over the base) rolls back to the base, then has nothing left.
+    # forced; the lineage (A promoted over the base, the active link serving A's version as the
+    # store says) rolls back to the base, then has nothing left.
+    version = tmp_path / ".versions" / "active" / RUN_A
+    version.mkdir(parents=True)
+    (tmp_path / "active").symlink_to(version)
     config = parse_config({"serving": {"active_adapter": str(tmp_path / "active")}}, "test")
     app = fixed_app(fixture_db, config)
     async with app.run_test(size=(120, 30)) as pilot:
