@@ -18,7 +18,7 @@ from typing import Any
 from backends.adapters import AdapterError, LoraWeights, check_compatible, read_adapter, verify_adapter
 from backends.chat_base import ChatEngine, ChatInputError, SamplingParams
 from backends.chat_template import IM_END, ChatFormatError, chat_template_fingerprint, check_messages, generation_prompt
-from backends.models import base_fingerprint, resolve_model
+from backends.models import base_fingerprint, load_tokenizer, resolve_model
 from backends.select import choose_backend
 
 STOP_TOKENS = (IM_END, "<|endoftext|>")
@@ -76,10 +76,8 @@ class ChatGenerator:
 
     @classmethod
     def load(cls, settings: GeneratorSettings) -> ChatGenerator:
-        from transformers import AutoTokenizer
-
         model_dir = resolve_model(settings.model)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=settings.trust_remote_code)
+        tokenizer = load_tokenizer(model_dir, settings.trust_remote_code)
         engine, reason = load_chat_engine(settings, model_dir, tokenizer, stop_token_ids(tokenizer))
         return cls(settings, model_dir, tokenizer, engine, reason, base_fingerprint(model_dir))
 

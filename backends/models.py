@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from backends.embedded import EMBEDDED_PREFIX, ensure_embedded
 
@@ -67,3 +68,23 @@ def base_fingerprint(model_dir: Path) -> str:
             handle.seek(max(0, size - (1 << 20)))
             digest.update(handle.read(1 << 20))
     return digest.hexdigest()[:16]
+
+
+def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
+    """The model folder's tokenizer (transformers is imported here, only when a model is loaded);
+    a repository's own code runs only when the user set `trust_remote_code`."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id rows are padded with: the tokenizer's pad token, else its end-of-sequence token, else 0.
+
+    Rows are right-padded and only real positions are read (the causal mask keeps pads out of every
+    real token's attention), so the value never changes a score or a loss.
+    """
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0

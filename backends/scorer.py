@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from backends.adapters import LoraWeights, check_compatible, read_adapter, verify_adapter
 from backends.base import PrefixScoringEngine, Score, ScoringEngine, sigmoid, supports_prefix
 from backends.batching import token_budget_batches
-from backends.models import base_fingerprint, resolve_model
+from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
 from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from backends.settings import ScorerSettings
@@ -34,12 +34,6 @@ class ScoreStats:
     padded_tokens: int = 0
     seconds: float = 0.0
     batches: int = 0
-
-
-def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
 
 def load_engine(settings: ScorerSettings, model_dir: Path, answer_ids: tuple[int, int], pad_id: int) -> tuple[ScoringEngine, str]:
@@ -74,7 +68,7 @@ class Reranker:
         model_dir = resolve_model(settings.model)
         tokenizer = load_tokenizer(model_dir, settings.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad_id = pad_token_id(tokenizer)
         builder = PromptBuilder(tokenizer, settings.instruction, settings.max_length)
         engine, reason = load_engine(settings, model_dir, answer_ids, pad_id)
         return cls(settings, model_dir, tokenizer, builder, engine, reason, base_fingerprint(model_dir))

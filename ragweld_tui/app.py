@@ -99,6 +99,11 @@ class RagweldApp(App[None]):
             self.post_message(ActionDone(self._store_error, "error", refresh=False))
         finally:
             self._store_ready.set()
+        if self._store is not None:
+            # A promotion or rollback cut short leaves the link and the lineage apart: the link wins.
+            with contextlib.suppress(StoreError, OSError):
+                for note in await operations.reconcile_active(self._store, self.config):
+                    self.post_message(ActionDone(note, "warning"))
 
     async def get_store(self) -> RunStore:
         """The open store (waits for it to open); StoreError when it could not be opened."""

@@ -123,3 +123,8 @@ async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker
     except PromotionRefused as exc:
         return str(exc), False
     return ("now serving the base model" if active is None else f"now serving run {active}"), True
+
+
+async def reconcile_active(store: RunStore, config: AppConfig) -> list[str]:
+    """Repair the lineage where a promotion or rollback was cut short (the active link is the truth)."""
+    return await promotion.reconcile_active(store, config)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from backends.adapters import LoraWeights
 from backends.chat_template import IM_END, IM_START, EncodedChat, chat_template_fingerprint
-from backends.models import base_fingerprint, resolve_model
+from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
 from backends.select import choose_backend
 from trainers.settings import AppConfig, RunKind
 from trainers.artifacts import lora_num_layers, write_adapter_folder
@@ -46,8 +46,7 @@ def check_chat_tokenizer(tokenizer: Any, model_dir: Path) -> int:
         if len(ids) != 1:
             raise ValueError(f"{model_dir}: the tokenizer encodes {token} as {len(ids)} tokens; a Qwen3 chat "
                              "model's tokenizer has it as one special token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return int(pad if pad is not None else 0)
+    return pad_token_id(tokenizer)
 
 
 def chat_metrics(nll_sum: float, count: int) -> dict[str, float]:
@@ -79,15 +78,13 @@ class AgentPlan:
     def prepare(cls, config: AppConfig) -> AgentPlan:
         dataset = load_chat_dataset(config.data)  # first: a bad data file fails before any model import
         train_examples, dev_examples = split_chats(dataset.examples, config.data.dev_fraction, config.data.seed)
-        from transformers import AutoTokenizer
-
         model_dir = resolve_model(config.model.base)
         check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
         if choice.backend == "torch" and is_quantized(model_dir):
             raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "
                              "(QLoRA), or use its float original with PyTorch")
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=config.model.trust_remote_code)
+        tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
         pad_id = check_chat_tokenizer(tokenizer, model_dir)
         train = config.train
         train_rows, cut, dropped = tokenize_chats(tokenizer, train_examples, train.max_length, train.train_on)

@@ -214,6 +214,25 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     return decision
 
 
+async def reconcile_active(store: RunStore, config: AppConfig) -> list[str]:
+    """On start (the TUI, `--run`, `promote`, `rollback`): make the lineage agree with each kind's
+    active link after a promotion or rollback was cut short; returns what was repaired.
+
+    Kinds that never had an active adapter are skipped, so a new user's folders are not created.
+    """
+    repaired = []
+    kinds: tuple[RunKind, ...] = ("reranker", "agent")
+    for kind in kinds:
+        active = config.active_adapter_dir(kind)
+        if not (active.is_symlink() or active.exists() or await store.promotions(kind)):
+            continue
+        async with promotion_lock(active):
+            note = await reconcile(store, active, kind)
+        if note:
+            repaired.append(note)
+    return repaired
+
+
 async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker") -> str | None:
     """Restore the adapter the current one replaced (or the plain base); returns the new active run id."""
     active = config.active_adapter_dir(kind)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from backends.adapters import LoraWeights
-from backends.models import base_fingerprint, resolve_model
+from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
 from backends.prompt import PromptBuilder, PromptError, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from trainers.settings import AppConfig, RunKind
@@ -93,20 +93,18 @@ class RunPlan:
     @classmethod
     def prepare(cls, config: AppConfig) -> RunPlan:
         dataset = load_dataset(config.data, config.eval)  # first: a bad data file fails before any model import
-        from transformers import AutoTokenizer
-
         split = split_for_config(dataset.examples, config.data)
         model_dir = resolve_model(config.model.base)
         check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=config.model.trust_remote_code)
+        tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)
         builder = PromptBuilder(tokenizer, config.prompt.instruction, config.train.max_length)
         # Dev queries are ranked as serving would rank them: with the serving prompt's length limit.
         eval_builder = PromptBuilder(tokenizer, config.prompt.instruction, config.prompt.max_length)
         split, n_too_long = fit_split(split, builder, eval_builder)
         stream = TrainStream.from_config(split.train, config.train, config.data)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad_id = pad_token_id(tokenizer)
         return cls(config, dataset, split, stream, model_dir, choice.backend, choice.device, choice.reason,
                    builder, answer_ids, pad_id, base_fingerprint(model_dir), eval_builder, n_too_long)
 

@@ -46,6 +46,7 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
     """The store named by --db (runs folder beside it) or the configured one."""
     from store import RunStore, StoreError
     from store.settings import store_location
+    from trainers.promotion import reconcile_active
 
     path, runs_root = store_location(config.store, getattr(args, "db", None))
     try:
@@ -53,6 +54,8 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
     except StoreError as exc:
         raise UserError(str(exc)) from None
     try:
+        for note in await reconcile_active(store, config):  # a promotion cut short: the link is the truth
+            print(f"warning: {note}", file=sys.stderr)
         yield store
     finally:
         await store.close()

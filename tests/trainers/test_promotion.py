@@ -106,3 +106,29 @@ def test_copy_writes_the_manifest_last(tmp_path: Path) -> None:
     _copy_durably(src, tmp_path / "dest")
     names = [p.name for p in sorted((tmp_path / "dest").iterdir(), key=lambda p: p.stat().st_mtime_ns)]
     assert names[-1] == "manifest.json"
+
+
+async def test_every_start_reconciles_the_lineage_with_the_active_link(tmp_path: Path) -> None:
+    # The store says run A serves, but the active link is gone (a rollback cut short after its swap):
+    # the link is the truth, repaired and logged when a command or the TUI opens the store.
+    from ragweld_tui.config import parse_config
+    from store import LogEvent, RunStore
+    from trainers.promotion import reconcile_active
+
+    config = parse_config({"serving": {"active_adapter": str(tmp_path / "active" / "reranker")}}, "test")
+    store = await RunStore.open(tmp_path / "db.sqlite")
+    try:
+        run_a = await store.create_run("reranker", "a")
+        await store.set_status(run_a, "running")
+        await store.set_status(run_a, "completed")
+        await store.record_promotion(run_a, None, "promoted")
+        (tmp_path / "active").mkdir()
+        assert await store.active_run("reranker") == run_a
+        (note,) = await reconcile_active(store, config)
+        assert "it serves the base model, the store said " + run_a in note
+        assert await store.active_run("reranker") is None and not (await store.get_run(run_a)).promoted
+        logged = [e.event for e in await store.events_since(run_a, 0)]
+        assert any(isinstance(e, LogEvent) and "reconciled the reranker lineage" in e.message for e in logged)
+        assert await reconcile_active(store, config) == []  # agreeing now: nothing to repair, nothing logged
+    finally:
+        await store.close()
