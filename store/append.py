@@ -18,6 +18,7 @@ import aiosqlite
 from store.db import fetch_all, fetch_one
 from store.errors import RunNotFoundError
 from store.events import Event, encode_payload, metric_items, to_sql_float
+from store.lease import check_owner
 
 
 class PendingEvent(NamedTuple):
@@ -62,9 +63,14 @@ async def insert_rows(conn: aiosqlite.Connection, head: str, width: int, rows: S
 
 
 async def append_batch(
-    conn: aiosqlite.Connection, run_id: str, items: Sequence[PendingEvent], heartbeat_at: float | None = None
+    conn: aiosqlite.Connection, run_id: str, items: Sequence[PendingEvent], heartbeat_at: float | None = None,
+    owner_token: str | None = None,
 ) -> int:
-    """`insert_events` for a run named by id, finding its key and last seq in one query."""
+    """`insert_events` for a run named by id, finding its key and last seq in one query.
+
+    With `owner_token` (the EventWriter of a training process), the write is refused when another
+    process owns the running run now (`store.lease.check_owner`).
+    """
     row = await fetch_one(
         conn,
         "SELECT pk, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_pk = runs.pk) FROM runs WHERE id = ?",
@@ -72,6 +78,8 @@ async def append_batch(
     )
     if row is None:
         raise RunNotFoundError(f"no run {run_id} in the store")
+    if owner_token is not None:
+        await check_owner(conn, int(row[0]), run_id, owner_token)
     return await insert_events(conn, int(row[0]), items, heartbeat_at, last_seq=int(row[1]))
 
 

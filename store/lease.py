@@ -72,3 +72,12 @@ async def take_lease(conn: aiosqlite.Connection, pk: int, run_id: str, token: st
            WHERE pk = ?""",
         (now, now, pid, host, token, process_start(pid), pk),
     )
+
+
+async def check_owner(conn: aiosqlite.Connection, pk: int, run_id: str, token: str) -> None:
+    """Inside the caller's write transaction: refuse a write to a running run that another process
+    owns now (its lease was taken over after this process was judged dead, e.g. a stale heartbeat
+    from another host). The writer learns it lost the run instead of writing beside the new owner."""
+    row = await fetch_one(conn, "SELECT status, owner_pid, owner_host, owner_token FROM runs WHERE pk = ?", (pk,))
+    if row is not None and row["status"] == "running" and row["owner_token"] not in (None, token):
+        raise RunOwnedError(f"run {run_id} is now owned by {describe_owner(row)}; this process no longer writes to it")

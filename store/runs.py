@@ -35,7 +35,7 @@ from store.ids import (
     validate_run_id,
     validate_sha256,
 )
-from store.lease import owner_alive, pid_alive, take_lease  # noqa: F401  (pid_alive re-exported)
+from store.lease import check_owner, owner_alive, pid_alive, take_lease  # noqa: F401  (pid_alive re-exported)
 from store.models import (
     TRANSITIONS,
     ArtifactRecord,
@@ -221,6 +221,7 @@ class RunStore:
             if status == "running":  # the status check and the lease are one transaction
                 await take_lease(conn, pk, run_id, self.owner_token, self._host, now)
             elif status in ("completed", "failed", "cancelled"):
+                await check_owner(conn, pk, run_id, self.owner_token)  # only the owner ends a running run
                 await conn.execute(
                     "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE pk = ?", (status, now, error, pk)
                 )

@@ -30,6 +30,8 @@ class WriterHost(Protocol):
     """What an EventWriter needs of its store (`RunStore` is one): transactions, the last committed
     seq, the heartbeat and status changes. A protocol, so the writer does not import the store."""
 
+    owner_token: str  # this process's lease token: a run another process took over refuses its events
+
     def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
 
     async def last_seq(self, run_id: str) -> int: ...
@@ -165,7 +167,8 @@ class EventWriter:
             beat = now if now - self._last_beat >= HEARTBEAT_MIN_S else None  # one UPDATE a second is plenty
             try:
                 async with self.store.transaction() as conn:
-                    last = await append_batch(conn, self.run_id, batch, heartbeat_at=beat)
+                    last = await append_batch(conn, self.run_id, batch, heartbeat_at=beat,
+                                              owner_token=self.store.owner_token)
             except BaseException as exc:
                 self._buffer.extendleft(reversed(batch))
                 self.error = exc

@@ -71,3 +71,30 @@ async def test_a_recycled_pid_is_not_the_owner(tmp_path: Path) -> None:
     conn.close()
     async with await RunStore.open(db) as store:
         assert (await store.get_run(run_id)).status == "interrupted"
+
+
+async def test_a_process_whose_run_was_taken_over_can_no_longer_write_to_it(tmp_path: Path) -> None:
+    # The first process was judged dead (say, a stale heartbeat from another host) and a second one
+    # resumed the run: the lease moved. The first one's events and its closing status are refused,
+    # so it cannot write beside the new owner or end the run under it.
+    from store import LogEvent, StoreError
+
+    db = tmp_path / "lease.sqlite"
+    async with await RunStore.open(db) as first, await RunStore.open(db) as second:
+        run_id = await first.create_run("reranker", "r")
+        await first.set_status(run_id, "running")
+        async with first.writer(run_id) as writer:
+            writer.emit(LogEvent(message="before the takeover"))
+            await writer.flush()
+            await first.set_status(run_id, "interrupted")  # as the staleness check does
+            await second.set_status(run_id, "running")
+            writer.emit(LogEvent(message="after the takeover"))
+            with pytest.raises(RunOwnedError, match="no longer writes to it"):
+                await writer.flush()
+            writer.discard_pending()
+        with pytest.raises(RunOwnedError):
+            await first.set_status(run_id, "failed")
+        await second.set_status(run_id, "completed")  # the owner ends it
+        messages = [getattr(e.event, "message", None) for e in await second.events_since(run_id, 0)]
+        assert "before the takeover" in messages and "after the takeover" not in messages
+        assert issubclass(RunOwnedError, StoreError)
