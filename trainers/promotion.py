@@ -26,7 +26,7 @@ from store import PromotionEvent, RunRecord, RunStore
 from trainers.errors import DataError
 from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
 from trainers.faults import fault_point
-from trainers.promotion_sync import clear_intent, promotion_lock, reconcile, write_intent
+from trainers.promotion_sync import clear_intent, cut_short, promotion_lock, reconcile, write_intent
 
 ADAPTER_SUBDIR = "adapter"
 
@@ -215,16 +215,19 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
 
 
 async def reconcile_active(store: RunStore, config: AppConfig) -> list[str]:
-    """On start (the TUI, `--run`, `promote`, `rollback`): make the lineage agree with each kind's
-    active link after a promotion or rollback was cut short; returns what was repaired.
+    """On start (the TUI, `--run`, `promote`, `rollback`): where a promotion or rollback was cut short
+    (its intent or temp files are still there), make the lineage agree with the active link;
+    returns what was repaired.
 
-    Kinds that never had an active adapter are skipped, so a new user's folders are not created.
+    Only evidence of a cut-short operation triggers it: a store opened with another config's active
+    path (another folder, another data dir) must not have its lineage rewritten to match a link that
+    was never its own. Nothing is created when there is nothing to repair.
     """
     repaired = []
     kinds: tuple[RunKind, ...] = ("reranker", "agent")
     for kind in kinds:
         active = config.active_adapter_dir(kind)
-        if not (active.is_symlink() or active.exists() or await store.promotions(kind)):
+        if not await asyncio.to_thread(cut_short, active):
             continue
         async with promotion_lock(active):
             note = await reconcile(store, active, kind)

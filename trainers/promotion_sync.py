@@ -66,6 +66,15 @@ def served_run(active: Path) -> tuple[bool, str | None]:
         return False, None
 
 
+def cut_short(active: Path) -> bool:
+    """Whether a promotion or rollback on this active path was cut short: its intent is still
+    recorded, or it left a temp link or a temp version folder behind. Reads only; creates nothing."""
+    if _intent_file(active).exists() or any(active.parent.glob(f".{active.name}.link-*")):
+        return True
+    versions = active.parent / VERSIONS / active.name
+    return versions.is_dir() and any(versions.glob(".*"))
+
+
 def clean_leftovers(active: Path) -> list[str]:
     """Remove temp version folders and temp links killed promotions left (call under the lock)."""
     removed = []

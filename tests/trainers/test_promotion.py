@@ -109,11 +109,13 @@ def test_copy_writes_the_manifest_last(tmp_path: Path) -> None:
 
 
 async def test_every_start_reconciles_the_lineage_with_the_active_link(tmp_path: Path) -> None:
-    # The store says run A serves, but the active link is gone (a rollback cut short after its swap):
-    # the link is the truth, repaired and logged when a command or the TUI opens the store.
+    # The store says run A serves, but the active link is gone: a rollback cut short after its swap
+    # (its intent is still recorded). The link is the truth, repaired and logged when a command or the
+    # TUI opens the store; without such evidence nothing is touched.
     from ragweld_tui.config import parse_config
     from store import LogEvent, RunStore
     from trainers.promotion import reconcile_active
+    from trainers.promotion_sync import write_intent
 
     config = parse_config({"serving": {"active_adapter": str(tmp_path / "active" / "reranker")}}, "test")
     store = await RunStore.open(tmp_path / "db.sqlite")
@@ -124,6 +126,9 @@ async def test_every_start_reconciles_the_lineage_with_the_active_link(tmp_path:
         await store.record_promotion(run_a, None, "promoted")
         (tmp_path / "active").mkdir()
         assert await store.active_run("reranker") == run_a
+        assert await reconcile_active(store, config) == []  # no sign of a cut-short operation
+        assert await store.active_run("reranker") == run_a
+        write_intent(tmp_path / "active" / "reranker", None, run_a, f"rollback of {run_a} to the base model")
         (note,) = await reconcile_active(store, config)
         assert "it serves the base model, the store said " + run_a in note
         assert await store.active_run("reranker") is None and not (await store.get_run(run_a)).promoted
