@@ -13,7 +13,7 @@ import aiosqlite
 
 from store.db import fetch_all, fetch_one
 from store.errors import RunNotFoundError
-from store.events import EventRecord, decode_payload, from_sql_float
+from store.events import EventRecord, decode_payload
 from store.models import SeriesPoint
 
 _PK = "(SELECT pk FROM runs WHERE id = :run)"
@@ -71,8 +71,8 @@ async def latest_metrics(conn: aiosqlite.Connection, run_id: str) -> dict[str, f
     )
     if not rows:
         await ensure_run(conn, run_id)
-    # The ignore: metric values are never NULL (metric events hold numbers; NaN is stored as text).
-    return {r[0]: float(from_sql_float(r[1])) for r in rows}  # type: ignore[arg-type]
+    # Metric values are never NULL (metric events hold numbers); NaN is stored as the text 'NaN'.
+    return {r[0]: float(r[1]) for r in rows}
 
 
 def _points(rows: list[sqlite3.Row], base: tuple[float, int]) -> list[SeriesPoint]:
@@ -82,8 +82,8 @@ def _points(rows: list[sqlite3.Row], base: tuple[float, int]) -> list[SeriesPoin
     for seq, step, value, csum, ccount in rows:
         count = int(ccount) - prev_count
         mean = (float(csum) - prev_sum) / count if count > 0 else None
-        # The ignore: metric values are never NULL (metric events hold numbers; NaN is stored as text).
-        out.append(SeriesPoint(seq=int(seq), step=step, value=float(from_sql_float(value)), mean=mean, count=count))  # type: ignore[arg-type]
+        # Metric values are never NULL (metric events hold numbers); NaN is stored as the text 'NaN'.
+        out.append(SeriesPoint(seq=int(seq), step=step, value=float(value), mean=mean, count=count))
         prev_sum, prev_count = float(csum), int(ccount)
     return out
 

@@ -116,7 +116,7 @@ async def reconcile(store: RunStore, active: Path, kind: str) -> str | None:
             except StoreError as exc:  # the served run is gone from the store or not completed
                 note = f"the active link serves run {served}, which the store cannot make active: {exc}"
         with contextlib.suppress(StoreError):
-            for run_id in {served, recorded} - {None}:
-                await store.append_events(run_id, [LogEvent(level="warning", message=note)])  # type: ignore[arg-type]
+            for run_id in sorted({r for r in (served, recorded) if r is not None}):
+                await store.append_events(run_id, [LogEvent(level="warning", message=note)])
     intent_path.unlink(missing_ok=True)
     return note
