@@ -19,13 +19,13 @@ one, never half of one.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from trainers.durable import write_durably
 from trainers.evaluation import Ranking
 
 RANKINGS_DIR = "rankings"
@@ -78,19 +78,9 @@ def format_qrels(qrels: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file, fsync and rename (then fsync the folder)."""
+    """Write `text` to `path` whole or not at all (`trainers.durable.write_durably`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_durably(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
 
 
 def write_run(folder: Path, system: str, rankings: Mapping[str, Ranking]) -> Path:
