@@ -9,7 +9,6 @@ died (or whose heartbeat went stale) `interrupted`, so nothing stays `running` f
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sqlite3
 import time
@@ -21,12 +20,12 @@ from typing import Any
 
 import aiosqlite
 
-from store import reads
+from store import lineage, reads, staleness
 from store.append import append_batch, insert_events, pending, run_pk
 from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
 from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
 from store.events import (
-    GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, is_run_kind, is_run_status, to_sql_float)
+    GOALS, RUN_KINDS, RUN_STATUSES, Event, EventRecord, StateEvent, is_run_status, to_sql_float)
 from store.ids import (
     new_run_id,
     normalize_rel_path,
@@ -35,7 +34,7 @@ from store.ids import (
     validate_run_id,
     validate_sha256,
 )
-from store.lease import check_owner, owner_alive, pid_alive, take_lease  # noqa: F401  (pid_alive re-exported)
+from store.lease import check_owner, take_lease
 from store.models import (
     TRANSITIONS,
     ArtifactRecord,
@@ -294,49 +293,17 @@ class RunStore:
                 )
             await conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
-    def _is_stale(self, row: sqlite3.Row, now: float) -> str | None:
-        """Why a `running` row is dead, or None if it may still be alive.
-
-        An owner on this host is judged by its pid alone: a stopped (SIGSTOP) or busy process keeps
-        its run however old its heartbeat. Owners elsewhere (and this process) by the heartbeat.
-        """
-        pid, host = row["owner_pid"], row["owner_host"]
-        if pid is not None and host == self._host and pid != os.getpid():
-            if not owner_alive(pid, row["owner_started"]):
-                return f"owner process {pid} on {host} is gone"
-            return None
-        last = row["heartbeat_at"] or row["started_at"] or row["created_at"]
-        if now - last > self.stale_after_s:
-            return f"no heartbeat for {now - last:.0f} s"
-        return None
-
     async def mark_stale_runs(self) -> list[str]:
         """Mark `running` runs whose owner died or whose heartbeat is stale as `interrupted`."""
-        query = """SELECT pk, id, heartbeat_at, started_at, created_at, owner_pid, owner_host, owner_started
-                   FROM runs WHERE status = 'running'"""
         now = time.time()
-        if not any(self._is_stale(row, now) for row in await fetch_all(self._reader, query)):
+        rows = await fetch_all(self._reader, staleness.RUNNING)
+        if not any(staleness.stale_reason(row, now, self._host, self.stale_after_s) for row in rows):
             return []
         try:
-            return await self._mark_stale(query, now)
+            async with self.transaction() as conn:
+                return await staleness.mark_stale(conn, now, self._host, self.stale_after_s)
         except sqlite3.OperationalError:  # a full disk or a read-only store: reading must still work
             return []
-
-    async def _mark_stale(self, query: str, now: float) -> list[str]:
-        marked = []
-        async with self.transaction() as conn:
-            for row in await fetch_all(conn, query):  # re-read under the lock: it may have moved on
-                reason = self._is_stale(row, now)
-                if reason:
-                    await conn.execute(
-                        "UPDATE runs SET status = 'interrupted', error = ? WHERE pk = ?",
-                        (f"interrupted: {reason}", row["pk"]),
-                    )
-                    await insert_events(
-                        conn, int(row["pk"]), [pending(StateEvent(status="interrupted", reason=reason))]
-                    )
-                    marked.append(row["id"])
-        return marked
 
     # -- artifacts and promotions ---------------------------------------------------------------
 
@@ -377,46 +344,13 @@ class RunStore:
 
     async def record_promotion(self, run_id: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
         """Make a completed run the active one of its kind and append the step to the lineage."""
-        validate_run_id(run_id)
-        if replaced_run_id is not None:
-            validate_run_id(replaced_run_id)
-        now = time.time()
         async with self.transaction() as conn:
-            row = await fetch_one(conn, "SELECT pk, kind, status FROM runs WHERE id = ?", (run_id,))
-            if row is None:
-                raise RunNotFoundError(f"no run {run_id} in the store")
-            if row["status"] != "completed":
-                raise InvalidTransitionError(f"run {run_id} is {row['status']}; only completed runs can be promoted")
-            await conn.execute("UPDATE runs SET promoted = (pk = ?) WHERE kind = ?", (row["pk"], row["kind"]))
-            cursor = await conn.execute(
-                "INSERT INTO promotions (kind, run_id, replaced_run_id, reason, promoted_at) VALUES (?, ?, ?, ?, ?)",
-                (row["kind"], run_id, replaced_run_id, reason, now),
-            )
-            promotion_id = int(cursor.lastrowid or 0)
-        return PromotionRecord(
-            id=promotion_id,
-            kind=row["kind"],
-            run_id=run_id,
-            replaced_run_id=replaced_run_id,
-            reason=reason,
-            promoted_at=now,
-        )
+            return await lineage.record_promotion(conn, run_id, replaced_run_id, reason)
 
     async def clear_promotion(self, kind: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
         """Make the plain base model active for `kind` (no run promoted) and record it in the lineage."""
-        if not is_run_kind(kind):
-            raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
-        if replaced_run_id is not None:
-            validate_run_id(replaced_run_id)
-        now = time.time()
         async with self.transaction() as conn:
-            await conn.execute("UPDATE runs SET promoted = 0 WHERE kind = ?", (kind,))
-            cursor = await conn.execute(
-                "INSERT INTO promotions (kind, run_id, replaced_run_id, reason, promoted_at) VALUES (?, NULL, ?, ?, ?)",
-                (kind, replaced_run_id, reason, now),
-            )
-            promotion_id = int(cursor.lastrowid or 0)
-        return PromotionRecord(id=promotion_id, kind=kind, run_id=None, replaced_run_id=replaced_run_id, reason=reason, promoted_at=now)
+            return await lineage.clear_promotion(conn, kind, replaced_run_id, reason)
 
     async def promotions(self, kind: str | None = None) -> list[PromotionRecord]:
         """The promotion lineage, oldest first."""
