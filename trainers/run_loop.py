@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.adapters import LoraWeights
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from store.resume import drop_steps_after

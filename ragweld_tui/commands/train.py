@@ -77,7 +77,7 @@ class ProgressPrinter:
         if update.eval_metrics:
             text += "  eval " + " ".join(f"{k}={v:.4f}" for k, v in update.eval_metrics.items())
         for alarm in update.alarms:
-            print(f"\r\x1b[K" * self.tty + f"ALARM: {alarm}", file=self.stream, flush=True)
+            print("\r\x1b[K" * self.tty + f"ALARM: {alarm}", file=self.stream, flush=True)
         if self.tty:
             width = 24
             filled = int(width * update.step / update.max_steps)
