@@ -1,4 +1,5 @@
-"""The run store: SQLite (aiosqlite, WAL) holding every run, its events, artifacts and promotions.
+"""The run store: SQLite (aiosqlite, WAL) holding every run, its events, artifacts and promotions,
+and the HTTP servers that serve the adapters.
 
 Trainers append typed events through an `EventWriter`; the CLI and the TUI (possibly another
 process) read them with `RunStore.events_since()` / `series()`. Imports no ML framework.
@@ -6,10 +7,12 @@ process) read them with `RunStore.events_since()` / `series()`. Imports no ML fr
 
 from store.errors import (
     InvalidRunIdError,
+    InvalidServerIdError,
     InvalidTransitionError,
     NotAStoreError,
     RunNotFoundError,
     SchemaTooNewError,
+    ServerNotFoundError,
     StoreError,
     StoreMissingError,
     UnsafePathError,
@@ -28,9 +31,18 @@ from store.events import (
     StateEvent,
     TelemetryEvent,
 )
-from store.ids import file_digest, is_run_id, new_run_id, safe_artifact_path, validate_run_id
+from store.ids import (
+    file_digest,
+    is_run_id,
+    new_run_id,
+    new_server_id,
+    safe_artifact_path,
+    validate_run_id,
+    validate_server_id,
+)
 from store.models import ArtifactRecord, PromotionRecord, RunRecord, SeriesPoint
 from store.runs import RunStore
+from store.servers import ServerRecord, ServerState
 from store.writer import EventWriter
 
 __all__ = [
@@ -43,6 +55,7 @@ __all__ = [
     "EventRecord",
     "EventWriter",
     "InvalidRunIdError",
+    "InvalidServerIdError",
     "InvalidTransitionError",
     "LogEvent",
     "MetricsEvent",
@@ -54,6 +67,9 @@ __all__ = [
     "RunStore",
     "SchemaTooNewError",
     "SeriesPoint",
+    "ServerNotFoundError",
+    "ServerRecord",
+    "ServerState",
     "StateEvent",
     "StoreError",
     "StoreMissingError",
@@ -63,6 +79,8 @@ __all__ = [
     "file_digest",
     "is_run_id",
     "new_run_id",
+    "new_server_id",
     "safe_artifact_path",
     "validate_run_id",
+    "validate_server_id",
 ]

@@ -31,6 +31,14 @@ class RunNotFoundError(StoreError, LookupError):
     """A well-formed run id that is not in the store."""
 
 
+class InvalidServerIdError(StoreError, ValueError):
+    """A server id that does not match the strict server id pattern (never reaches SQL)."""
+
+
+class ServerNotFoundError(StoreError, LookupError):
+    """A well-formed server id that is not in the store."""
+
+
 class UnsafePathError(StoreError, ValueError):
     """An artifact path that is absolute, climbs out with `..`, or resolves outside the runs root."""
 

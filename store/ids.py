@@ -1,7 +1,7 @@
-"""Run ids and artifact paths: the two kinds of untrusted names that could reach SQL or the disk.
+"""Run and server ids and artifact paths: the untrusted names that could reach SQL or the disk.
 
-Run ids are generated here and checked against one strict pattern at every public entry point of the
-store, so a hostile id never reaches a query or a path. Artifact paths are resolved (symlinks
+Run and server ids are generated here and checked against one strict pattern at every public entry
+point of the store, so a hostile id never reaches a query or a path. Artifact paths are resolved (symlinks
 included) and refused unless they stay inside `runs_root/<run_id>/`.
 """
 
@@ -14,18 +14,29 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TypeGuard
 
-from store.errors import InvalidRunIdError, UnsafePathError
+from store.errors import InvalidRunIdError, InvalidServerIdError, UnsafePathError
 
 RUN_ID_PATTERN = r"r\d{8}-\d{6}-[0-9a-f]{8}"
 _RUN_ID_RE = re.compile(rf"\A{RUN_ID_PATTERN}\Z")
+_SERVER_ID_RE = re.compile(r"\Asrv-\d{8}-\d{6}-[0-9a-f]{8}\Z")
 _ARTIFACT_KIND_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
 _SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
+def _stamp(now: datetime | None) -> str:
+    """UTC `YYYYMMDD-HHMMSS-` + 32 random bits in hex: sortable by time, unique in practice."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+
+
 def new_run_id(now: datetime | None = None) -> str:
     """A sortable, unique run id: `r` + UTC `YYYYMMDD-HHMMSS` + 32 random bits in hex."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return f"r{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+    return f"r{_stamp(now)}"
+
+
+def new_server_id(now: datetime | None = None) -> str:
+    """A sortable, unique server id: `srv-` + UTC `YYYYMMDD-HHMMSS` + 32 random bits in hex."""
+    return f"srv-{_stamp(now)}"
 
 
 def is_run_id(value: object) -> TypeGuard[str]:
@@ -39,6 +50,16 @@ def validate_run_id(value: object) -> str:
         shown = repr(value)[:80]
         raise InvalidRunIdError(
             f"invalid run id {shown}: expected r<YYYYMMDD>-<HHMMSS>-<8 hex>, e.g. r20250101-120000-1a2b3c4d"
+        )
+    return value
+
+
+def validate_server_id(value: object) -> str:
+    """Return value unchanged if it is a server id, else raise InvalidServerIdError naming the pattern."""
+    if not isinstance(value, str) or not _SERVER_ID_RE.match(value):
+        raise InvalidServerIdError(
+            f"invalid server id {repr(value)[:80]}: expected srv-<YYYYMMDD>-<HHMMSS>-<8 hex>, "
+            "e.g. srv-20250101-120000-1a2b3c4d"
         )
     return value
 

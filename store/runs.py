@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from store import lineage, reads, staleness
+from store import lineage, reads, servers, staleness
 from store.append import append_batch, insert_events, pending, run_pk
 from store.db import DEFAULT_BUSY_TIMEOUT_S, connect, fetch_all, fetch_one, immediate
 from store.errors import InvalidTransitionError, RunNotFoundError, StoreError, StoreMissingError
@@ -45,6 +45,7 @@ from store.models import (
     run_record_from_row,
 )
 from store.schema import migrate
+from store.servers import ServerRecord
 from store.writer import EventWriter
 
 DEFAULT_STALE_AFTER_S = 30.0
@@ -365,6 +366,35 @@ class RunStore:
             self._reader, "SELECT run_id FROM promotions WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
         )
         return None if row is None else row[0]
+
+    # -- servers (store.servers) ----------------------------------------------------------------
+
+    async def register_server(self, address: str, base_model: str | None = None,
+                              backend: str | None = None) -> ServerRecord:
+        """Register this process as an HTTP server at `address` (e.g. 127.0.0.1:8787); returns its record."""
+        async with self.transaction() as conn:
+            return await servers.insert_server(conn, address, base_model, backend, self._host)
+
+    async def update_server(self, server_id: str, *, adapter_run_id: str | None, adapter_fingerprint: str | None,
+                            requests: int, errors: int, p50_ms: float | None, p95_ms: float | None) -> None:
+        """The server's adapter (None: the base model) and totals, with its heartbeat (every few seconds)."""
+        async with self.transaction() as conn:
+            await servers.update_server(conn, server_id, adapter_run_id=adapter_run_id,
+                                        adapter_fingerprint=adapter_fingerprint, requests=requests, errors=errors,
+                                        p50_ms=p50_ms, p95_ms=p95_ms)
+
+    async def stop_server(self, server_id: str) -> None:
+        """Record the server's clean shutdown."""
+        async with self.transaction() as conn:
+            await servers.stop_server(conn, server_id)
+
+    async def get_server(self, server_id: str) -> ServerRecord:
+        """One server with its state now, or ServerNotFoundError."""
+        return await servers.get_server(self._reader, server_id, self._host, self.stale_after_s)
+
+    async def list_servers(self, include_finished: bool = False) -> list[ServerRecord]:
+        """Serving and recently gone servers, newest first (stopped ones too with `include_finished`)."""
+        return await servers.list_servers(self._reader, self._host, self.stale_after_s, include_finished)
 
     # -- events -------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import aiosqlite
 from store.db import fetch_all, immediate
 from store.errors import NotAStoreError, SchemaTooNewError, StoreError
 
-_RUN_ID_GLOB = "r" + "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 8
+_STAMP_GLOB = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 8
+_RUN_ID_GLOB = "r" + _STAMP_GLOB
 _NUMERIC = "j.type IN ('real', 'integer')"
 _POINT_KEY = "CASE e.type WHEN 'eval' THEN 'eval/' || j.key ELSE j.key END"
 
@@ -195,6 +196,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             # and the owner process's start time, so a recycled pid is not taken for the owner.
             "ALTER TABLE runs ADD COLUMN owner_token TEXT",
             "ALTER TABLE runs ADD COLUMN owner_started REAL",
+        ),
+    ),
+    Migration(
+        "0007_servers",
+        (
+            # One row per `ragweld-tui serve` process: who it is (pid, host and process start time,
+            # judged like a run's owner), what it serves and its latest figures, refreshed with the
+            # heartbeat. The adapter's run id is text without a foreign key: deleting a run must not
+            # rewrite what a server reported serving.
+            f"""CREATE TABLE servers (
+                pk INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE CHECK (id GLOB 'srv-{_STAMP_GLOB}'),
+                pid INTEGER NOT NULL,
+                host TEXT NOT NULL,
+                process_started REAL,
+                address TEXT NOT NULL,
+                base_model TEXT,
+                backend TEXT,
+                adapter_run_id TEXT,
+                adapter_fingerprint TEXT,
+                requests INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0),
+                errors INTEGER NOT NULL DEFAULT 0 CHECK (errors >= 0),
+                p50_ms REAL,
+                p95_ms REAL,
+                started_at REAL NOT NULL,
+                heartbeat_at REAL NOT NULL,
+                stopped_at REAL
+            )""",
         ),
     ),
 )
