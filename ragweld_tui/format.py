@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from store import DatasetEvent, RunRecord
+from store import DatasetEvent, RunRecord, ServerRecord
 
 SORT_KEYS: tuple[str, ...] = ("created", "name", "status", "best")
 KIND_FILTERS: tuple[str | None, ...] = (None, "reranker", "agent")
@@ -235,6 +235,24 @@ def resolve_chart_keys(available: Iterable[str], primary: str | None) -> dict[st
 
 ALARM_MARK = "⚠"
 REFERENCE_MARK = "◂ to beat"
+SERVING_MARK = "●"
+GONE_MARK = "✗"
+
+
+def _millis(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def server_line(server: ServerRecord, now: float) -> str:
+    """The runs list's line for an HTTP server: what it serves and how it fares, or why it is gone."""
+    url = server.address if "://" in server.address else f"http://{server.address}"
+    if server.state != "serving":
+        return f"{GONE_MARK} server {url} (pid {server.pid}) {server.state}" + (
+            f": {server.gone_reason}" if server.gone_reason else "")
+    serves = f"adapter {server.adapter_run_id}" if server.adapter_run_id else "base model"
+    up = format_elapsed(now - server.started_at)
+    return (f"{SERVING_MARK} serving {url} · {serves} · {server.requests} req · {server.errors} err · "
+            f"p50 {_millis(server.p50_ms)} · p95 {_millis(server.p95_ms)} · up {up}")
 
 
 def figure_lines(figures: Mapping[str, float], reference: str | None, indent: str = "  ") -> list[str]:

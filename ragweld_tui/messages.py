@@ -12,17 +12,18 @@ from typing import Any
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint
+from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint, ServerRecord
 from trainers.promotion import GateDecision
 
 
 class RunsLoaded(Message):
-    """The whole runs list, read at `now` (epoch s)."""
+    """The whole runs list and the serving (or recently gone) HTTP servers, read at `now` (epoch s)."""
 
-    def __init__(self, runs: list[RunRecord], now: float) -> None:
+    def __init__(self, runs: list[RunRecord], now: float, servers: list[ServerRecord]) -> None:
         super().__init__()
         self.runs = runs
         self.now = now
+        self.servers = servers
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsLoaded)

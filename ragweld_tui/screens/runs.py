@@ -1,4 +1,5 @@
-"""The runs list (mode `runs`): every run in the store, live, with keys for the run lifecycle."""
+"""The runs list (mode `runs`): every run in the store, live, with keys for the run lifecycle, and a
+line per HTTP server that serves (or has just died)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ragweld_tui.format import (
     cycle,
     filter_runs,
     format_value,
+    server_line,
     short_model,
     sort_runs,
 )
@@ -33,7 +35,7 @@ from ragweld_tui.screens.promote import PromoteScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.runs_table import RunsTable
 from ragweld_tui.widgets.status_line import StatusLine
-from store import RunRecord, StoreError
+from store import RunRecord, ServerRecord, StoreError
 
 WIDE_AT = 120
 
@@ -63,6 +65,7 @@ class RunsScreen(AppScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[RunRecord] = []
+        self.servers: list[ServerRecord] = []
         self.now = 0.0
         self.sort_key = SORT_KEYS[0]
         self.kind: str | None = None
@@ -71,6 +74,7 @@ class RunsScreen(AppScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="runs-title", classes="view-title")
+        yield StatusLine("", id="servers")
         yield RunsTable(id="runs-table")
         yield StatusLine("", id="run-detail", classes="detail-line")
         yield KeyBar()
@@ -89,19 +93,27 @@ class RunsScreen(AppScreen[None]):
 
     @work(exclusive=True, group="runs-poll")
     async def _load(self) -> None:
-        """Worker: read the runs (marking dead owners interrupted) and post them."""
+        """Worker: read the runs (marking dead owners interrupted) and the servers, and post them."""
         try:
             store = await self.ragweld_app.get_store()
             await store.mark_stale_runs()
             runs = await store.list_runs()
+            servers = await store.list_servers()
         except StoreError:
             return
-        self.post_message(RunsLoaded(runs, self.ragweld_app.clock()))
+        self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
-        self.runs, self.now = message.runs, message.now
+        self.runs, self.now, self.servers = message.runs, message.now, message.servers
+        self._render_servers()
         self._render_runs()
+
+    def _render_servers(self) -> None:
+        """One line per listed server; hidden (taking no row) when there is none."""
+        line = self.query_one("#servers", StatusLine)
+        line.show("\n".join(server_line(server, self.now) for server in self.servers))
+        line.display = bool(self.servers)
 
     def on_resize(self) -> None:
         self._render_runs()
@@ -113,7 +125,8 @@ class RunsScreen(AppScreen[None]):
     def _render_runs(self) -> None:
         runs = self.visible_runs()
         table = self.query_one(RunsTable)
-        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT)
+        served = frozenset(s.adapter_run_id for s in self.servers if s.state == "serving" and s.adapter_run_id)
+        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT, served)
         title = (f"Runs · {len(runs)} of {len(self.runs)} · sort {self.sort_key} · kind {self.kind or 'all'}"
                  f" · status {self.status or 'all'}")
         if self.marked:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ragweld_tui.format import ALARM_MARK, format_value, metric_cell, short_model, status_cell
+from ragweld_tui.format import ALARM_MARK, SERVING_MARK, format_value, metric_cell, short_model, status_cell
 from store import RunRecord
 
 STATUS_STYLE = {"running": "bold green", "completed": "", "failed": "red", "cancelled": "yellow",
@@ -16,14 +16,17 @@ NARROW_COLUMNS = ("★", "Name", "ID", "Kind", "Status", "Base → best")
 WIDE_COLUMNS = ("★", "Name", "ID", "Kind", "Backend", "Base model", "Status", "Primary metric")
 
 
-def run_cells(run: RunRecord, now: float, marked: bool, wide: bool) -> tuple[Text | str, ...]:
-    """The cells of one run; `wide` adds backend, full id and base model; an alarmed run's status gets ⚠."""
+def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool = False) -> tuple[Text | str, ...]:
+    """The cells of one run; `wide` adds backend, full id and base model; an alarmed run's status gets ⚠,
+    the adapter a live HTTP server serves gets ●."""
     mark = Text("★", style="bold yellow") if run.promoted else Text("•", style="bold cyan") if marked else ""
     if marked and run.promoted:
         mark = Text("★", style="bold cyan")
     status = Text(status_cell(run, now), style=STATUS_STYLE.get(run.status, ""))
     if run.alarm:  # training looked wrong (collapse, below baseline, divergence): mark it beside the status
         status = Text.assemble((ALARM_MARK + " ", "bold yellow"), status)
+    if served:
+        status = Text.assemble((SERVING_MARK + " ", "bold green"), status)
     if wide:
         return (mark, run.name[:28], run.id, run.kind, run.backend or "—", short_model(run.base_model, 28), status,
                 metric_cell(run))
@@ -51,9 +54,11 @@ class RunsTable(DataTable[Text | str]):
         except Exception:  # cursor out of range while rows change
             return None
 
-    def show(self, runs: Sequence[RunRecord], now: float, marked: set[str], wide: bool) -> None:
-        """Replace the rows (skipped when nothing visible changed), keeping the cursor's run."""
-        rows = [(r.id, run_cells(r, now, r.id in marked, wide)) for r in runs]
+    def show(self, runs: Sequence[RunRecord], now: float, marked: set[str], wide: bool,
+             served: frozenset[str] = frozenset()) -> None:
+        """Replace the rows (skipped when nothing visible changed), keeping the cursor's run; `served`
+        are the runs whose adapter a live server serves."""
+        rows = [(r.id, run_cells(r, now, r.id in marked, wide, r.id in served)) for r in runs]
         plain = [(rid, tuple(str(c) for c in cells)) for rid, cells in rows]
         if wide == self.wide and plain == self._shown:
             return
