@@ -1,4 +1,5 @@
-"""`ragweld-tui runs`: list runs, show one with its latest metrics, export its events.
+"""`ragweld-tui runs`: list runs (and the HTTP servers), show one with its latest metrics, export its
+events, list the servers.
 
 A thin view over `store.RunStore`: it opens the store named by `--db` (or the config's store path)
 without creating it, and turns every store refusal (unknown or malformed run id, a store from a
@@ -15,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,7 +24,8 @@ from pathlib import Path
 from typing import IO
 
 from ragweld_tui.errors import UserError
-from store import RunRecord, RunStore, StoreError, StoreMissingError, validate_run_id
+from ragweld_tui.format import server_line
+from store import RunRecord, RunStore, ServerRecord, StoreError, StoreMissingError, validate_run_id
 from store.events import json_safe
 from store.reads import RawEvent
 
@@ -30,7 +33,7 @@ EXPORT_PAGE = 5000
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `runs` command with its `show` and `export` actions."""
+    """Add the `runs` command with its `show`, `export` and `servers` actions."""
     parser = subparsers.add_parser(
         "runs",
         help="list runs, show one, or export its events",
@@ -51,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--jsonl", dest="export_format", action="store_const", const="jsonl", help="one JSON object per event"
     )
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    servers = actions.add_parser("servers", help="the HTTP servers: serving and recently gone ones")
+    servers.add_argument("--all", dest="servers_all", action="store_true", help="stopped and long-gone ones too")
+    servers.add_argument("--json", dest="servers_json", action="store_true", help="print them as JSON")
     parser.set_defaults(handler=handle)
 
 
@@ -77,6 +83,9 @@ def handle(args: argparse.Namespace) -> int:
         if action is None:
             _print_runs([], as_json=args.runs_json, path=path)
             return 0
+        if action == "servers":
+            _print_servers([], as_json=args.servers_json)
+            return 0
         raise UserError(f"no run {args.run_id}: there is no store at {path}") from None
     except StoreError as exc:
         raise UserError(str(exc)) from None
@@ -94,8 +103,14 @@ async def _dispatch(args: argparse.Namespace, path: Path, action: str | None) ->
             await _show(store, args.run_id, as_json=args.show_json)
         elif action == "export":
             await _export(store, args.run_id, args.export_format, args.output)
+        elif action == "servers":
+            _print_servers(await store.list_servers(args.servers_all), as_json=args.servers_json)
         else:
             _print_runs(await store.list_runs(), as_json=args.runs_json, path=path)
+            # The JSON list stays a list of runs; `runs servers --json` has the servers.
+            if not args.runs_json and (servers := await store.list_servers()):
+                print()
+                _print_servers(servers, as_json=False)
     return 0
 
 
@@ -146,6 +161,18 @@ def _print_runs(runs: list[RunRecord], *, as_json: bool, path: Path) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
     if any(r.promoted for r in runs):
         print("* promoted (active)")
+
+
+def _print_servers(servers: list[ServerRecord], *, as_json: bool) -> None:
+    """One line per server, as the TUI's runs list shows it (or JSON)."""
+    if as_json:
+        print(json.dumps([s.model_dump() for s in servers], allow_nan=False))
+        return
+    now = time.time()
+    for server in servers:
+        print(_clean(server_line(server, now)))
+    if not servers:
+        print("no servers")
 
 
 async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:

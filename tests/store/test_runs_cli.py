@@ -126,3 +126,28 @@ def test_cli_subprocess(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: invalid run id") and "Traceback" not in bad.stderr
+
+
+def test_servers_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "cli.sqlite"
+    assert _cli(capsys, "--db", str(db), "runs", "servers")[1] == "no servers\n" and not db.exists()
+    done, _ = _seed(db)
+
+    async def serve() -> tuple[str, str]:
+        async with await RunStore.open(db) as store:
+            live = await store.register_server("127.0.0.1:8787\x1b[2J", "Qwen/Qwen3-Reranker-0.6B", "torch")
+            await store.update_server(live.id, adapter_run_id=done, adapter_fingerprint=None, requests=5, errors=0,
+                                      p50_ms=3.0, p95_ms=40.0)
+            stopped = await store.register_server("127.0.0.1:8788")
+            await store.stop_server(stopped.id)
+            return live.id, stopped.id
+
+    live, stopped = asyncio.run(serve())
+    code, out, _ = _cli(capsys, "--db", str(db), "runs")
+    assert code == 0 and f"● serving http://127.0.0.1:8787\\x1b[2J · adapter {done} · 5 req" in out
+    assert "\x1b" not in out and "8788" not in out
+    code, out, _ = _cli(capsys, "--db", str(db), "runs", "servers", "--all", "--json")
+    listed = json.loads(out)
+    assert [(s["id"], s["state"]) for s in listed] == [(stopped, "stopped"), (live, "serving")]
+    assert listed[1]["adapter_run_id"] == done and listed[1]["p95_ms"] == 40.0
+    assert [r["id"] for r in json.loads(_cli(capsys, "--db", str(db), "runs", "--json")[1])][-1] == done
