@@ -211,8 +211,8 @@ def manifest_fingerprint(folder: Path) -> str | None:
         return None
 
 
-def verify_adapter(folder: Path) -> Manifest:
-    """Read the manifest and check every listed file's hash; raise AdapterError if anything is off."""
+def read_manifest(folder: Path) -> Manifest:
+    """Parse the manifest alone (no file hashes checked: `verify_adapter` does that)."""
     data = _read_json(folder / MANIFEST)
     try:
         manifest = Manifest(**data)
@@ -220,6 +220,12 @@ def verify_adapter(folder: Path) -> Manifest:
         raise AdapterError(f"{folder / MANIFEST}: unexpected fields ({exc})") from None
     if manifest.version > MANIFEST_VERSION:
         raise AdapterError(f"{folder / MANIFEST}: version {manifest.version} is newer than this program")
+    return manifest
+
+
+def verify_adapter(folder: Path) -> Manifest:
+    """Read the manifest and check every listed file's hash; raise AdapterError if anything is off."""
+    manifest = read_manifest(folder)
     for name, expected in manifest.files.items():
         path = folder / name
         if not path.is_file():

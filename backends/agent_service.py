@@ -57,11 +57,6 @@ class AgentService(AdapterHost[ChatGenerator]):
     def _close_model(self, model: ChatGenerator) -> None:
         model.close()
 
-    async def warm(self) -> None:
-        """Load the model and its active adapter now (the first reply would otherwise pay for it)."""
-        async with self._using():
-            pass
-
     async def stream(self, messages: Sequence[Mapping[str, str]], temperature: float | None = None,
                      top_p: float | None = None, max_tokens: int | None = None,
                      seed: int | None = None) -> AsyncGenerator[str, None]:

@@ -5,6 +5,10 @@ folder. All heavy work (loading, applying adapters, closing) runs in threads via
 so the event loop never stalls. One asyncio lock guards the model: a request holds it while it
 runs, and reload and unload take it too, so neither can happen in the middle of a request.
 Subclasses say how to load, apply an adapter folder (None: the plain base) and close.
+
+The active path is resolved once per check (a promotion's link points at an immutable version
+folder), so the fingerprint and the manifest recorded for a swap always describe the adapter that
+was applied, even when another promotion lands in the middle of the check.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from backends.adapters import AdapterError, manifest_fingerprint
+from backends.adapters import AdapterError, Manifest, manifest_fingerprint, read_manifest
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -35,6 +39,7 @@ class AdapterHost(Generic[M]):
         self._lock = asyncio.Lock()
         self._model: M | None = None
         self._serving_fingerprint: str | None = None
+        self._serving_manifest: Manifest | None = None
         self._rejected_fingerprint: str | None = None
         self._last_check = float("-inf")
         self._last_used = clock()
@@ -62,7 +67,13 @@ class AdapterHost(Generic[M]):
 
     @property
     def adapter_fingerprint(self) -> str | None:
+        """sha256 of the served adapter's manifest.json (None: the plain base, or not loaded)."""
         return self._serving_fingerprint
+
+    @property
+    def adapter_manifest(self) -> Manifest | None:
+        """The served adapter's manifest (its run id, base, metrics); None: the plain base."""
+        return self._serving_manifest
 
     @contextlib.asynccontextmanager
     async def _using(self) -> AsyncIterator[M]:
@@ -84,7 +95,7 @@ class AdapterHost(Generic[M]):
         start = time.perf_counter()
         self._model = await asyncio.to_thread(self._load)
         self.loads += 1
-        self._serving_fingerprint = None
+        self._serving_fingerprint = self._serving_manifest = None
         self._last_check = float("-inf")
         return time.perf_counter() - start
 
@@ -100,10 +111,11 @@ class AdapterHost(Generic[M]):
             log.warning("keeping the last good adapter: %s", self.last_adapter_error)
             return
         if self.active_adapter.exists():
-            fingerprint = manifest_fingerprint(self.active_adapter)
+            resolved = self.active_adapter.resolve()  # the immutable version folder
+            fingerprint = manifest_fingerprint(resolved)
             if fingerprint is None:  # folder there but no manifest yet: still being written
                 return
-            folder: Path | None = self.active_adapter
+            folder: Path | None = resolved
         else:  # no active adapter (never promoted, or rolled back to the base)
             fingerprint, folder = None, None
         if fingerprint == self._serving_fingerprint or (fingerprint and fingerprint == self._rejected_fingerprint):
@@ -111,6 +123,7 @@ class AdapterHost(Generic[M]):
         model = self._model
         assert model is not None
         try:
+            manifest = None if folder is None else await asyncio.to_thread(read_manifest, folder)
             await asyncio.to_thread(self._apply_adapter, model, folder)
         except (AdapterError, OSError) as exc:
             # A half-written or foreign adapter: keep serving the previous one. Once the manifest
@@ -119,7 +132,7 @@ class AdapterHost(Generic[M]):
             self._rejected_fingerprint = fingerprint
             log.warning("ignoring active adapter: %s", exc)
             return
-        self._serving_fingerprint = fingerprint
+        self._serving_fingerprint, self._serving_manifest = fingerprint, manifest
         self._rejected_fingerprint = None
         self.last_adapter_error = None
 
@@ -131,16 +144,32 @@ class AdapterHost(Generic[M]):
             if self._model is None or self.in_flight or self._clock() - self._last_used < self.idle_unload_s:
                 return False
             model, self._model = self._model, None
-            self._serving_fingerprint = None
+            self._serving_fingerprint = self._serving_manifest = None
             await asyncio.to_thread(self._close_model, model)
             self.unloads += 1
             return True
 
-    async def run_idle_reaper(self, every_s: float = 5.0) -> None:
-        """Background task: check for idleness every `every_s` seconds until cancelled."""
+    async def warm(self) -> None:
+        """Load the model and its active adapter now (the first request would otherwise pay for it)."""
+        async with self._using():
+            pass
+
+    async def refresh_adapter(self) -> None:
+        """Pick up a promotion or rollback now if the model is loaded (a server calls this every
+        reload_check_s, so a swap lands between requests instead of delaying the next one)."""
+        if self._model is None or self._lock.locked():
+            return
+        async with self._lock:
+            if self._model is not None:
+                await self._maybe_reload_adapter()
+
+    async def run_idle_reaper(self, every_s: float = 5.0, busy: Callable[[], bool] = lambda: False) -> None:
+        """Background task: every `every_s` seconds unload the model if idle and not `busy()` (work
+        queued for it but not yet started) until cancelled."""
         while True:
             await asyncio.sleep(every_s)
-            await self.unload_if_idle()
+            if not busy():
+                await self.unload_if_idle()
 
     async def close(self) -> None:
         async with self._lock:

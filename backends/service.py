@@ -2,7 +2,8 @@
 
 The lifecycle (one lock, lazy load in a thread, throttled hot reload of the active adapter, idle
 unload) is `backends.hosting.AdapterHost`, shared with the agent's chat service; this module says
-how a reranker loads, takes an adapter and scores.
+how a reranker loads, takes an adapter and scores. `score_group` scores several tokenized requests
+under one hold of the model, so all of them see the same adapter (the HTTP server's batches).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backends.adapters import Manifest
 from backends.base import Score
 from backends.hosting import AdapterHost
 from backends.scorer import Reranker, ScoreStats
@@ -29,6 +31,27 @@ class ScoreResponse:
     load_seconds: float
 
 
+@dataclass(frozen=True)
+class PartsScore:
+    """One tokenized request's scores in a group, and what scoring it alone cost."""
+
+    scores: list[Score]
+    stats: ScoreStats
+
+
+@dataclass(frozen=True)
+class GroupResponse:
+    """A group's scores in request order, the one adapter that scored all of them, and the engine."""
+
+    results: list[PartsScore]
+    adapter_fingerprint: str | None
+    adapter_manifest: Manifest | None
+    load_seconds: float
+    backend: str
+    device: str
+    dtype: str
+
+
 class RerankService(AdapterHost[Reranker]):
     """Serves `score()` from a lazily loaded Reranker that follows the active adapter folder."""
 
@@ -37,9 +60,13 @@ class RerankService(AdapterHost[Reranker]):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(active_adapter, reload_check_s, idle_unload_s, clock)
         self.settings = settings
+        self.engine_label: str | None = None  # "torch on cpu (float32)" once a model was loaded
 
     def _load(self) -> Reranker:
-        return Reranker.load(self.settings)
+        reranker = Reranker.load(self.settings)
+        engine = reranker.engine
+        self.engine_label = f"{engine.backend} on {engine.device} ({engine.dtype})"
+        return reranker
 
     def _apply_adapter(self, model: Reranker, folder: Path | None) -> None:
         model.use_adapter(folder)
@@ -52,3 +79,20 @@ class RerankService(AdapterHost[Reranker]):
         async with self._using() as reranker:
             scores = await asyncio.to_thread(reranker.score, query, list(docs))
             return ScoreResponse(scores, reranker.last_stats, self._serving_fingerprint, self.last_load_seconds)
+
+    async def score_group(self, requests: Sequence[tuple[list[int], list[list[int]]]]) -> GroupResponse:
+        """Score tokenized (head, tails) requests one after another under a single hold of the model:
+        each exactly as `score` would, all with the same adapter, in one hop to a worker thread."""
+        async with self._using() as reranker:
+            results = await asyncio.to_thread(_score_each, reranker, requests)
+            engine = reranker.engine
+            return GroupResponse(results, self._serving_fingerprint, self._serving_manifest, self.last_load_seconds,
+                                 engine.backend, engine.device, engine.dtype)
+
+
+def _score_each(reranker: Reranker, requests: Sequence[tuple[list[int], list[list[int]]]]) -> list[PartsScore]:
+    out = []
+    for head, tails in requests:
+        scores = reranker.score_parts(head, tails)
+        out.append(PartsScore(scores, reranker.last_stats))
+    return out

@@ -1,5 +1,6 @@
 """Settings the backends own: the base model, the reranker prompt, scoring batches, the served
-adapter and chat sampling (the `[model]`, `[prompt]`, `[scoring]`, `[serving]` and `[chat]` sections).
+adapter, the HTTP server and chat sampling (the `[model]`, `[prompt]`, `[scoring]`, `[serving]`, `[serve]`
+and `[chat]` sections).
 
 Each package keeps the pydantic models of the sections its code reads; `trainers.settings`
 composes the whole file's model and `ragweld_tui.config` loads it. Unknown keys are errors here, so a
@@ -70,6 +71,26 @@ class ServingConfig(StrictModel):
     active_adapter: Path | None = Field(None, strict=False)  # paths come as TOML strings
     reload_check_s: float = Field(2.0, ge=0.0)
     idle_unload_s: float = Field(600.0, gt=0.0)
+
+
+class ServeConfig(StrictModel):
+    """`ragweld-tui serve`: the HTTP rerank server's port, auth, request limits, batching and feedback.
+
+    The bind address is not here: loopback unless `--host` says otherwise on the command line, so a
+    config file shared between machines never exposes a server by accident.
+    """
+
+    port: int = Field(8787, ge=0, le=65535)  # 0: any free port (printed at start)
+    token_env: str | None = Field(None, min_length=1)  # env var holding the bearer token; None: no auth
+    max_documents: int = Field(1000, ge=1)  # documents per rerank request (413 above)
+    max_document_chars: int = Field(100_000, ge=1)  # characters per document (413 above)
+    max_query_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # request body (413 above)
+    max_queue: int = Field(64, ge=1)  # requests waiting for the scoring worker; beyond: 503 + Retry-After
+    batch_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)  # 0: batch whatever queued while the model was busy
+    batch_token_budget: int = Field(65536, ge=64)  # prompt tokens one batch may hold
+    heartbeat_s: float = Field(2.0, gt=0.0, le=60.0)  # how often the server updates its line in the store
+    feedback_path: Path | None = Field(None, strict=False)  # default: <data dir>/feedback/feedback.jsonl
 
 
 class ChatConfig(StrictModel):

@@ -98,11 +98,14 @@ class DataReport:
     n_beyond_max_queries: int = 0
     first_stage: str = ""
     n_false_negatives_dropped: int = 0
+    n_feedback_rows: int = 0
 
     def summary(self) -> str:
         """One line for logs and the TUI."""
         text = (f"{self.format} data ({self.variant}) from {self.source}: {self.n_queries} queries, "
                 f"{self.n_positives} positives, {self.n_negatives} negatives")
+        if self.n_feedback_rows:
+            text += f"; {self.n_feedback_rows} rows of serving feedback"
         text += (f"; dev candidates: {self.first_stage}" if self.first_stage
                  else "; dev candidates: the data's own lists (no first stage)")
         if self.n_false_negatives_dropped:
@@ -159,7 +162,7 @@ def unique(items: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
 
 def make_dataset(examples: Sequence[QueryExample], *, source: str, format: str, variant: str,
                  n_without_positives: int, max_queries: int | None = None, n_beyond_max_queries: int = 0,
-                 first_stage: str = "", n_false_negatives_dropped: int = 0) -> RerankDataset:
+                 first_stage: str = "", n_false_negatives_dropped: int = 0, n_feedback_rows: int = 0) -> RerankDataset:
     """Apply `max_queries` (the first N in source order), count, fingerprint and wrap the examples.
 
     `n_beyond_max_queries` adds usable queries a loader already left out before building examples
@@ -181,6 +184,7 @@ def make_dataset(examples: Sequence[QueryExample], *, source: str, format: str, 
         n_beyond_max_queries=n_beyond_max_queries,
         first_stage=first_stage,
         n_false_negatives_dropped=n_false_negatives_dropped,
+        n_feedback_rows=n_feedback_rows,
     )
     return RerankDataset(examples=kept, report=report, fingerprint=fingerprint_examples(kept))
 

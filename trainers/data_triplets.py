@@ -7,7 +7,8 @@ Two spellings are accepted, one per line (never both on one line):
 
 An optional `qid` (or `query_id`, `id`) names the query; without one the id is a short hash of the
 query text, so it does not move when lines are added. Other keys (FlagEmbedding's `pos_scores`,
-`prompt`, ...) are ignored. Lines with the same query are merged into one example, so a query can
+`prompt`, ...) are ignored; lines with `"source": "feedback"` (written by `ragweld-tui serve`'s
+`/v1/feedback`) are counted in the report. Lines with the same query are merged into one example, so a query can
 never sit in both the train and the dev split. Every problem is a `DataError` naming `file:line`.
 """
 
@@ -86,9 +87,11 @@ def load_triplets(path: Path | str, max_queries: int | None = None) -> RerankDat
     rows: dict[str, _Row] = {}
     query_of_qid: dict[str, _Row] = {}
     forms: set[str] = set()
+    n_feedback = 0
     for line, obj in iter_jsonl(path):
         qid, query, positives, negatives = parse_triplet_line(obj, path, line)
         forms.add("flagembedding" if "pos" in obj else "standard")
+        n_feedback += obj.get("source") == "feedback"
         row = rows.get(query)
         if row is None:
             other = query_of_qid.get(qid)
@@ -113,4 +116,4 @@ def load_triplets(path: Path | str, max_queries: int | None = None) -> RerankDat
     if not examples:
         raise DataError(f"none of the {len(rows)} queries has a positive document", path)
     return make_dataset(examples, source=str(path), format="triplets", variant="+".join(sorted(forms)),
-                        n_without_positives=n_without_positives, max_queries=max_queries)
+                        n_without_positives=n_without_positives, max_queries=max_queries, n_feedback_rows=n_feedback)

@@ -1,6 +1,6 @@
 """Settings the trainers own (`[data]`, `[eval]`, `[lora]`, `[train]`) and the whole file's model.
 
-`AppConfig` composes every section of config.toml: the backends' (model, prompt, scoring, serving,
+`AppConfig` composes every section of config.toml: the backends' (model, prompt, scoring, serving, serve,
 chat), the store's and the trainers' own, plus the rules that tie them together (an agent run's
 defaults and which metrics and data fit which kind). `ragweld_tui.config` only loads a file into it.
 """
@@ -19,6 +19,7 @@ from backends.settings import (
     ModelConfig,
     PromptConfig,
     ScoringConfig,
+    ServeConfig,
     ServingConfig,
     StrictModel,
 )
@@ -111,6 +112,7 @@ class AppConfig(StrictModel):
     prompt: PromptConfig = PromptConfig()
     scoring: ScoringConfig = ScoringConfig()
     serving: ServingConfig = ServingConfig()
+    serve: ServeConfig = ServeConfig()
     store: StoreConfig = StoreConfig()
     data: DataConfig = DataConfig()
     eval: EvalConfig = EvalConfig()
