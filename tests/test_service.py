@@ -15,6 +15,7 @@ from backends.models import base_fingerprint
 from backends.prompt import template_fingerprint
 from backends.scorer import Reranker, ScorerSettings
 from backends.service import RerankService
+from tests.serve.server_helpers import random_lora
 
 QUERY = "citation indexing"
 DOCS = ["citation indexes for science", "a recipe for bread", "indexing of journals by citation", "weather"]
@@ -28,16 +29,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def random_lora(seed: int, hidden: int = 64, layers: int = 2) -> LoraWeights:
-    rng = np.random.default_rng(seed)
-    modules = {}
-    for i in range(layers):
-        for name, out in (("self_attn.q_proj", 64), ("mlp.up_proj", 192)):
-            modules[f"model.layers.{i}.{name}"] = (rng.normal(0, 0.3, (4, hidden)).astype(np.float32),
-                                                   rng.normal(0, 0.3, (out, 4)).astype(np.float32))
-    return LoraWeights(modules, scale=2.0, rank=4)
 
 
 def write_adapter(folder: Path, lora: LoraWeights, model_dir: Path, fmt: str = "peft") -> Path:

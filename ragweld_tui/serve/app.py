@@ -1,6 +1,6 @@
 """The HTTP API of `ragweld-tui serve` (Starlette): rerank in two shapes, models, health, feedback.
 
-Routes: `POST /v1/rerank` and `POST /rerank` (Cohere/Jina or TEI shape, see `api_input`),
+Routes: `POST /v1/rerank`, `/v2/rerank` and `/rerank` (Cohere/Jina or TEI shape, see `api_input`),
 `GET /v1/models`, `GET /health` and `POST /v1/feedback`. With a bearer token configured, every
 route but `/health` requires `Authorization: Bearer <token>`.
 
@@ -73,6 +73,7 @@ def make_app(state: ServerContext, lifespan: Lifespan[Starlette] | None = None) 
         Route("/v1/models", _guarded(state, _models), methods=["GET"]),
         Route("/v1/rerank", _guarded(state, _rerank), methods=["POST"]),
         Route("/rerank", _guarded(state, _rerank), methods=["POST"]),
+        Route("/v2/rerank", _guarded(state, _rerank), methods=["POST"]),  # where Cohere's v2 SDK posts
         Route("/v1/feedback", _guarded(state, _feedback), methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={

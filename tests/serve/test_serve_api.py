@@ -80,7 +80,7 @@ def test_cohere_shape_scores_equal_the_score_command(served: tuple[str, Path]) -
 def test_top_n_and_return_documents_and_document_objects(served: tuple[str, Path]) -> None:
     url, _ = served
     documents = [{"text": d} if i % 2 else d for i, d in enumerate(DOCS)]
-    full = post(url, "/rerank", {"query": QUERY, "documents": documents}).json()["results"]
+    full = post(url, "/v2/rerank", {"query": QUERY, "documents": documents}).json()["results"]
     top = post(url, "/rerank", {"query": QUERY, "documents": documents, "top_n": 2, "return_documents": True})
     results = top.json()["results"]
     assert [r["index"] for r in results] == [r["index"] for r in full[:2]]
@@ -115,7 +115,8 @@ def test_models_and_health(served: tuple[str, Path]) -> None:
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}])
 def test_every_route_but_health_needs_the_token(served: tuple[str, Path], headers: dict[str, str]) -> None:
     url, _ = served
-    for method, path in (("POST", "/v1/rerank"), ("POST", "/rerank"), ("GET", "/v1/models"), ("POST", "/v1/feedback")):
+    for method, path in (("POST", "/v1/rerank"), ("POST", "/v2/rerank"), ("POST", "/rerank"), ("GET", "/v1/models"),
+                         ("POST", "/v1/feedback")):
         response = httpx.request(method, url + path, json={"query": QUERY, "documents": DOCS}, headers=headers)
         assert response.status_code == 401, (path, response.text)
         assert response.json()["error"]["code"] == "unauthorized" and response.headers["www-authenticate"] == "Bearer"
