@@ -1,8 +1,10 @@
 """What every served model shares: lazy load, active-adapter hot reload, idle unload, one lock.
 
 `AdapterHost` keeps one loaded model (a reranker, a chat generator) that follows an active adapter
-folder. All heavy work (loading, applying adapters, closing) runs in threads via `asyncio.to_thread`,
-so the event loop never stalls. One asyncio lock guards the model: a request holds it while it
+folder. All heavy work (loading, applying adapters, scoring, closing) runs on the host's own model
+thread (`in_model_thread`), so the event loop never stalls and the model is always driven from the
+same thread: torch's OpenMP keeps one team of threads per calling thread, and a rotating pool of
+callers left idle teams spinning beside the working one. One asyncio lock guards the model: a request holds it while it
 runs, and reload and unload take it too, so neither can happen in the middle of a request.
 Subclasses say how to load, apply an adapter folder (None: the plain base) and close.
 
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from backends.adapters import AdapterError, Manifest, manifest_fingerprint, read_manifest
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 class AdapterHost(Generic[M]):
@@ -37,6 +42,7 @@ class AdapterHost(Generic[M]):
         self.idle_unload_s = idle_unload_s
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._model: M | None = None
         self._serving_fingerprint: str | None = None
         self._serving_manifest: Manifest | None = None
@@ -61,6 +67,10 @@ class AdapterHost(Generic[M]):
         raise NotImplementedError
 
     # -- shared machinery ----------------------------------------------------------------------
+    async def in_model_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the model's thread and wait for it without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(fn, *args))
+
     @property
     def loaded(self) -> bool:
         return self._model is not None
@@ -93,7 +103,7 @@ class AdapterHost(Generic[M]):
         if self._model is not None:
             return 0.0
         start = time.perf_counter()
-        self._model = await asyncio.to_thread(self._load)
+        self._model = await self.in_model_thread(self._load)
         self.loads += 1
         self._serving_fingerprint = self._serving_manifest = None
         self._last_check = float("-inf")
@@ -124,7 +134,7 @@ class AdapterHost(Generic[M]):
         assert model is not None
         try:
             manifest = None if folder is None else await asyncio.to_thread(read_manifest, folder)
-            await asyncio.to_thread(self._apply_adapter, model, folder)
+            await self.in_model_thread(self._apply_adapter, model, folder)
         except (AdapterError, OSError) as exc:
             # A half-written or foreign adapter: keep serving the previous one. Once the manifest
             # changes again (the writer finished), the next check retries it.
@@ -145,7 +155,7 @@ class AdapterHost(Generic[M]):
                 return False
             model, self._model = self._model, None
             self._serving_fingerprint = self._serving_manifest = None
-            await asyncio.to_thread(self._close_model, model)
+            await self.in_model_thread(self._close_model, model)
             self.unloads += 1
             return True
 
@@ -175,4 +185,4 @@ class AdapterHost(Generic[M]):
         async with self._lock:
             if self._model is not None:
                 model, self._model = self._model, None
-                await asyncio.to_thread(self._close_model, model)
+                await self.in_model_thread(self._close_model, model)

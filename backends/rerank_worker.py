@@ -1,16 +1,16 @@
 """One scoring worker for many concurrent callers: a bounded queue, batches, one adapter per batch.
 
-The HTTP server's handlers call `RerankWorker.score(query, docs)`. The prompt is tokenized right away
-in a thread (the tokenizer is loaded once and kept; it is small), so a too-long query fails its own
-request before it queues, and tokenizing overlaps with the model scoring other requests. Requests
-then wait in a bounded queue (full: `QueueFull`, which the server answers with 503 and Retry-After).
-
-The worker takes the first waiting request plus every other one already queued (or arriving within
-`max_wait_s`), up to `token_budget` prompt tokens, and scores them as one batch under a single hold
-of the model: one hop to the model's thread, one adapter check, and every request of the batch is
-scored by the same adapter (the server names it in each response). Inside a batch each request is
-scored exactly as `Reranker.score` scores it (prefix reuse included), so a document's score never
-depends on what else was in flight: it equals `ragweld-tui score`'s for the same adapter.
+The HTTP server's handlers call `RerankWorker.score(query, docs)`. Requests wait in a bounded queue
+(full: `QueueFull`, which the server answers with 503 and Retry-After). The worker takes the first
+waiting request plus every other one already queued (or arriving within `max_wait_s`), up to
+`token_budget` prompt tokens (estimated from characters, as the text is not tokenized yet), and
+scores them as one batch under a single hold of the model: one hop to the model's thread, one adapter
+check, and every request of the batch is scored by the same adapter (the server names it in each
+response). Inside a batch each request is scored exactly as `Reranker.score` scores it, tokenizing
+included: tokenizing on the model's thread keeps the model's cores to itself (tokenizing beside a
+running model stalled its threads and cost a third of the throughput on a 2-core machine), and a
+document's score never depends on what else was in flight, so it equals `ragweld-tui score`'s for
+the same adapter.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import Score
-from backends.models import load_tokenizer, resolve_model
-from backends.prompt import PromptBuilder
 from backends.service import GroupResponse, RerankService
+
+CHARS_PER_TOKEN = 4  # for the batch budget only: English BPE averages about four characters a token
+PROMPT_TOKENS = 64  # the reranker prompt's own tokens around each (query, document) pair
 
 
 class QueueFull(RuntimeError):
@@ -55,15 +55,15 @@ class WorkerResult:
 
 @dataclass
 class _Job:
-    head: list[int]
-    tails: list[list[int]]
+    query: str
+    docs: list[str]
     tokens: int
     future: asyncio.Future[WorkerResult]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class RerankWorker:
-    """Owns the `RerankService` for a server: tokenizes, queues, batches and scores requests."""
+    """Owns the `RerankService` for a server: queues, batches and scores requests."""
 
     def __init__(self, service: RerankService, max_queue: int = 64, max_wait_s: float = 0.0,
                  token_budget: int = 65536) -> None:
@@ -73,9 +73,6 @@ class RerankWorker:
         self.token_budget = token_budget
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(max_queue)
         self._carry: _Job | None = None  # taken from the queue but over the last batch's budget
-        self._builder: PromptBuilder | None = None
-        self._builder_lock = asyncio.Lock()
-        self._tokenize_lock = threading.Lock()  # one tokenizer object, used from worker threads
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.batched_requests = 0
@@ -109,30 +106,10 @@ class RerankWorker:
             if not job.future.done():
                 job.future.set_exception(WorkerStopped("the server is shutting down"))
 
-    async def prompt_builder(self) -> PromptBuilder:
-        """The prompt builder of the served base (tokenizer loaded once, in a thread)."""
-        async with self._builder_lock:
-            if self._builder is None:
-                self._builder = await asyncio.to_thread(self._load_builder)
-            return self._builder
-
-    def _load_builder(self) -> PromptBuilder:
-        settings = self.service.settings
-        tokenizer = load_tokenizer(resolve_model(settings.model), settings.trust_remote_code)
-        return PromptBuilder(tokenizer, settings.instruction, settings.max_length)
-
-    def _tokenize(self, builder: PromptBuilder, query: str, docs: list[str]) -> tuple[list[int], list[list[int]]]:
-        with self._tokenize_lock:
-            return builder.build_parts(query, docs)
-
     async def score(self, query: str, docs: list[str]) -> WorkerResult:
-        """Score `docs` for `query` in the next batch; raises PromptError (bad input), QueueFull."""
-        if self._queue.full():  # refuse before spending a tokenizer pass on it
-            raise QueueFull(self.waiting, self.retry_after_s())
-        builder = await self.prompt_builder()
-        head, tails = await asyncio.to_thread(self._tokenize, builder, query, docs)
-        tokens = len(head) * len(tails) + sum(len(t) for t in tails)
-        job = _Job(head, tails, tokens, asyncio.get_running_loop().create_future())
+        """Score `docs` for `query` in the next batch; raises QueueFull, or PromptError (bad input)."""
+        tokens = len(docs) * (PROMPT_TOKENS + len(query) // CHARS_PER_TOKEN) + sum(len(d) for d in docs) // CHARS_PER_TOKEN
+        job = _Job(query, docs, tokens, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -174,7 +151,7 @@ class RerankWorker:
                 continue
             started = time.perf_counter()
             try:
-                group = await self.service.score_group([(job.head, job.tails) for job in batch])
+                group = await self.service.score_group([(job.query, job.docs) for job in batch])
             except asyncio.CancelledError:
                 for job in batch:
                     if not job.future.done():
@@ -190,9 +167,13 @@ class RerankWorker:
             share = (time.perf_counter() - started) / len(batch)
             self._seconds_per_request = share if self.batches == 1 else 0.8 * self._seconds_per_request + 0.2 * share
             for job, result in zip(batch, group.results):
-                if not job.future.done():
-                    job.future.set_result(WorkerResult(
-                        result.scores, group, len(batch), job.tokens, started - job.enqueued, result.stats.seconds))
+                if job.future.done():
+                    continue
+                if result.error is not None:
+                    job.future.set_exception(result.error)
+                else:
+                    job.future.set_result(WorkerResult(result.scores, group, len(batch), result.stats.real_tokens,
+                                                       started - job.enqueued, result.stats.seconds))
 
     def stats(self) -> dict[str, Any]:
         """Counters for /health and the store line."""

@@ -115,11 +115,7 @@ class Reranker:
 
     def score(self, query: str, docs: Sequence[str]) -> list[Score]:
         """Relevance of each document to the query, in input order."""
-        return self.score_parts(*self.builder.build_parts(query, docs))
-
-    def score_parts(self, head: list[int], tails: list[list[int]]) -> list[Score]:
-        """`score` for a query already tokenized by `builder.build_parts` (the HTTP server tokenizes
-        while the model is busy with other requests); the same computation, so the same numbers."""
+        head, tails = self.builder.build_parts(query, docs)
         if len(tails) > 1 and supports_prefix(self.engine):
             logits = self.score_prefixed(head, tails)
         else:

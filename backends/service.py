@@ -2,13 +2,12 @@
 
 The lifecycle (one lock, lazy load in a thread, throttled hot reload of the active adapter, idle
 unload) is `backends.hosting.AdapterHost`, shared with the agent's chat service; this module says
-how a reranker loads, takes an adapter and scores. `score_group` scores several tokenized requests
-under one hold of the model, so all of them see the same adapter (the HTTP server's batches).
+how a reranker loads, takes an adapter and scores. `score_group` scores several requests under one
+hold of the model, so all of them see the same adapter (the HTTP server's batches).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from backends.adapters import Manifest
 from backends.base import Score
 from backends.hosting import AdapterHost
+from backends.prompt import PromptError
 from backends.scorer import Reranker, ScoreStats
 from backends.settings import ScorerSettings
 
@@ -32,18 +32,19 @@ class ScoreResponse:
 
 
 @dataclass(frozen=True)
-class PartsScore:
-    """One tokenized request's scores in a group, and what scoring it alone cost."""
+class RequestScore:
+    """One request's scores in a group and what scoring it alone cost, or why it could not be scored."""
 
     scores: list[Score]
     stats: ScoreStats
+    error: PromptError | None = None
 
 
 @dataclass(frozen=True)
 class GroupResponse:
     """A group's scores in request order, the one adapter that scored all of them, and the engine."""
 
-    results: list[PartsScore]
+    results: list[RequestScore]
     adapter_fingerprint: str | None
     adapter_manifest: Manifest | None
     load_seconds: float
@@ -77,22 +78,28 @@ class RerankService(AdapterHost[Reranker]):
     async def score(self, query: str, docs: Sequence[str]) -> ScoreResponse:
         """Score documents for a query with the current active adapter (loading on first use)."""
         async with self._using() as reranker:
-            scores = await asyncio.to_thread(reranker.score, query, list(docs))
+            scores = await self.in_model_thread(reranker.score, query, list(docs))
             return ScoreResponse(scores, reranker.last_stats, self._serving_fingerprint, self.last_load_seconds)
 
-    async def score_group(self, requests: Sequence[tuple[list[int], list[list[int]]]]) -> GroupResponse:
-        """Score tokenized (head, tails) requests one after another under a single hold of the model:
-        each exactly as `score` would, all with the same adapter, in one hop to a worker thread."""
+    async def score_group(self, requests: Sequence[tuple[str, Sequence[str]]]) -> GroupResponse:
+        """Score (query, documents) requests one after another under a single hold of the model: each
+        exactly as `score` would (tokenizing included, on the model's thread, so it never competes
+        with the model for the cores), all with the same adapter, in one hop to a worker thread. A
+        request whose prompt is refused (PromptError) fails alone."""
         async with self._using() as reranker:
-            results = await asyncio.to_thread(_score_each, reranker, requests)
+            results = await self.in_model_thread(_score_each, reranker, requests)
             engine = reranker.engine
             return GroupResponse(results, self._serving_fingerprint, self._serving_manifest, self.last_load_seconds,
                                  engine.backend, engine.device, engine.dtype)
 
 
-def _score_each(reranker: Reranker, requests: Sequence[tuple[list[int], list[list[int]]]]) -> list[PartsScore]:
+def _score_each(reranker: Reranker, requests: Sequence[tuple[str, Sequence[str]]]) -> list[RequestScore]:
     out = []
-    for head, tails in requests:
-        scores = reranker.score_parts(head, tails)
-        out.append(PartsScore(scores, reranker.last_stats))
+    for query, docs in requests:
+        try:
+            scores = reranker.score(query, docs)
+        except PromptError as exc:
+            out.append(RequestScore([], ScoreStats(), exc))
+            continue
+        out.append(RequestScore(scores, reranker.last_stats))
     return out

@@ -193,31 +193,25 @@ class Server:
         return self.log_path.read_text()[-chars:] if self.log_path.is_file() else ""
 
 
-def reference(settings: Any, adapter: Path | None, work: Workload, seconds: float, max_requests: int) -> Leg:
-    """Serial in-process `Reranker.score` over the request sequence; the model is closed afterwards."""
-    from backends.scorer import Reranker
-
-    reranker = Reranker.load(settings)
-    try:
-        if adapter is not None:
-            reranker.use_adapter(adapter.resolve())
-        for i in range(WARMUP):
-            reranker.score(*work.request(i))
-        leg = Leg()
-        start = time.perf_counter()
-        deadline = start + seconds
-        while leg.requests < max_requests and time.perf_counter() < deadline:
-            query, docs = work.request(leg.requests)
-            t0 = time.perf_counter()
-            reranker.score(query, docs)
-            leg.latencies.append(time.perf_counter() - t0)
-            leg.requests += 1
-            leg.pairs += len(docs)
-            leg.tokens += reranker.last_stats.real_tokens
-        leg.seconds = time.perf_counter() - start
-        return leg
-    finally:
-        reranker.close()
+def reference(reranker: Any, work: Workload, seconds: float, max_requests: int) -> Leg:
+    """Serial in-process `Reranker.score` over the request sequence (the reranker stays loaded)."""
+    for i in range(WARMUP):
+        reranker.score(*work.request(i))
+    leg = Leg()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    deadline = start + seconds
+    while leg.requests < max_requests and time.perf_counter() < deadline:
+        query, docs = work.request(leg.requests)
+        t0 = time.perf_counter()
+        reranker.score(query, docs)
+        leg.latencies.append(time.perf_counter() - t0)
+        leg.requests += 1
+        leg.pairs += len(docs)
+        leg.tokens += reranker.last_stats.real_tokens
+    leg.seconds = time.perf_counter() - start
+    leg.cpu_seconds = time.process_time() - cpu
+    return leg
 
 
 async def clients(url: str, work: Workload, n: int, seconds: float, max_requests: int) -> Leg:
@@ -284,15 +278,17 @@ def fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"
 
 
-def table(rows: list[tuple[int, Leg]], ref: Leg) -> str:
-    lines = ["| clients | requests | serve pairs/s | in-process pairs/s | ratio | p50 ms | p95 ms | mean batch | errors |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, leg in rows:
-        ratio = leg.pairs_s / ref.pairs_s if ref.pairs_s else float("nan")
+def table(rows: list[Row]) -> str:
+    lines = ["| clients | requests | serve pairs/s | in-process pairs/s | ratio (median of rounds) | p50 ms | p95 ms "
+             "| in-process p50 / p95 ms | mean batch | errors |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        leg, ref = row.pooled(row.serve), row.pooled(row.refs)
         batch = float(np.mean(leg.batch_sizes)) if leg.batch_sizes else float("nan")
         errors = f"{leg.errors}" + (f" (+{leg.busy} busy)" if leg.busy else "")
-        lines.append(f"| {n} | {leg.requests} | {fmt(leg.pairs_s)} | {fmt(ref.pairs_s)} | {fmt(ratio, 2)} | "
-                     f"{fmt(leg.ms(50))} | {fmt(leg.ms(95))} | {fmt(batch, 2)} | {errors} |")
+        lines.append(f"| {row.clients} | {leg.requests} | {fmt(leg.pairs_s)} | {fmt(ref.pairs_s)} | {fmt(row.ratio(), 2)} "
+                     f"({', '.join(fmt(r, 2) for r in row.ratios())}) | {fmt(leg.ms(50))} | {fmt(leg.ms(95))} | "
+                     f"{fmt(ref.ms(50))} / {fmt(ref.ms(95))} | {fmt(batch, 2)} | {errors} |")
     return "\n".join(lines)
 
 
@@ -306,10 +302,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backend", choices=("torch", "mlx"), default="torch")
     parser.add_argument("--adapter", type=Path, help="adapter folder to serve on both sides (default: none)")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) to this file")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per leg, clients 1,4")
+    parser.add_argument("--layers", type=int, help="instead of --model: a random-weight model of Qwen3-0.6B widths "
+                        "with this many layers (as bench/score_bench.py), so the model's work is a real model's")
+    parser.add_argument("--rounds", type=int, default=3, help="(reference, serve) rounds per client count (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per leg, clients 1,4, 2 rounds")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.clients = 3.0, "1,4"
+        args.seconds, args.clients, args.rounds = 2.0, "1,4", 2
     try:
         args.client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     except ValueError:
@@ -318,8 +317,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--clients: each count must be between 1 and {MAX_CLIENTS}")
     if not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}]")
-    if args.docs < 1 or args.max_requests < 1:
-        parser.error("--docs and --max-requests must be at least 1")
+    if args.docs < 1 or args.max_requests < 1 or args.rounds < 1 or (args.layers is not None and args.layers < 1):
+        parser.error("--docs, --max-requests, --rounds and --layers must be at least 1")
     if args.adapter is not None and not args.adapter.is_dir():
         parser.error(f"--adapter {args.adapter}: not a folder")
     return args
@@ -329,69 +328,108 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt  # SIGTERM takes the same path as Ctrl-C: the finally blocks stop the server
 
 
-def measure(args: argparse.Namespace, model: str, work: Workload) -> tuple[list[Leg], list[tuple[int, Leg]]]:
-    """The reference before the server, the client legs against it, the reference after it stopped."""
+@dataclass
+class Row:
+    """One client count: its serve legs and the reference legs measured right before each of them."""
+
+    clients: int
+    serve: list[Leg] = field(default_factory=list)
+    refs: list[Leg] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        return [s.pairs_s / r.pairs_s for s, r in zip(self.serve, self.refs) if r.pairs_s]
+
+    def ratio(self) -> float:
+        """The median over rounds of serve ÷ the reference leg just before it (drift cancels out)."""
+        return float(np.median(self.ratios())) if self.ratios() else float("nan")
+
+    def pooled(self, legs: list[Leg]) -> Leg:
+        leg = Leg()
+        for part in legs:
+            leg.requests += part.requests
+            leg.pairs += part.pairs
+            leg.seconds += part.seconds
+            leg.tokens += part.tokens
+            leg.errors += part.errors
+            leg.busy += part.busy
+            leg.cpu_seconds += part.cpu_seconds
+            leg.latencies += part.latencies
+            leg.batch_sizes += part.batch_sizes
+            leg.first_error = leg.first_error or part.first_error
+        return leg
+
+
+def measure(args: argparse.Namespace, model: str, work: Workload) -> list[Row]:
+    """For each client count, `--rounds` rounds of (reference leg, serve leg), back to to back.
+
+    On a shared or throttling machine the speed drifts by tens of percent between minutes; pairing
+    each serve leg with a reference leg measured just before it, and taking the median of the
+    per-round ratios, keeps that drift out of the ratio. The server process sits idle (no requests,
+    its threads asleep) while the reference runs, and the reference's model is idle while the server
+    is measured, so the two never compete for the cores.
+    """
+    from backends.scorer import Reranker
     from backends.settings import scorer_settings
     from ragweld_tui.config import load_config
 
+    rows = [Row(n) for n in args.client_counts]
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         folder = Path(tmp)
         config_path = write_config(folder, model, args.backend, args.adapter)
         config = load_config(config_path)  # the reference gets exactly the server's scorer settings
         settings = scorer_settings(config.model, config.prompt, config.scoring, config.rerank_model())
-        print("reference (in-process Reranker.score, serial), before the server starts ...", flush=True)
-        refs = [reference(settings, args.adapter, work, args.seconds, args.max_requests)]
-        rows: list[tuple[int, Leg]] = []
+        reranker = Reranker.load(settings)
+        if args.adapter is not None:
+            reranker.use_adapter(args.adapter.resolve())
         server = Server(config_path, {**os.environ, "RAGWELD_HOME": str(folder / "home")})
         try:
             url = server.wait_ready()
             print(f"server at {url}", flush=True)
-            for n in args.client_counts:
-                print(f"{plural(n)} ...", flush=True)
-                leg = asyncio.run(clients(url, work, n, args.seconds, args.max_requests))
-                rows.append((n, leg))
-                if leg.first_error:
-                    print(f"  first error: {leg.first_error}", flush=True)
+            for round_no in range(1, args.rounds + 1):
+                for row in rows:
+                    print(f"round {round_no}/{args.rounds}: reference, then {plural(row.clients)} ...", flush=True)
+                    row.refs.append(reference(reranker, work, args.seconds, args.max_requests))
+                    leg = asyncio.run(clients(url, work, row.clients, args.seconds, args.max_requests))
+                    row.serve.append(leg)
+                    if leg.first_error:
+                        print(f"  first error: {leg.first_error}", flush=True)
         finally:
+            reranker.close()
             code = server.stop()
-            if code not in (0, -signal.SIGTERM):  # uvicorn re-raises the SIGTERM it handled after a clean stop
+            if code != 0:
                 print(f"the server exited with {code}; its log ends:\n{server.log_tail()}", file=sys.stderr)
-        print("reference again, after the server stopped ...", flush=True)
-        refs.append(reference(settings, args.adapter, work, args.seconds, args.max_requests))
-    return refs, rows
+    return rows
 
 
-def render(args: argparse.Namespace, model: str, work: Workload, refs: list[Leg], rows: list[tuple[int, Leg]]) -> str:
+def render(args: argparse.Namespace, model: str, work: Workload, rows: list[Row]) -> str:
     import torch
 
-    ref = max(refs, key=lambda leg: leg.pairs_s)
-    tokens_per_pair = ref.tokens / ref.pairs if ref.pairs else float("nan")
+    refs = [leg for row in rows for leg in row.refs]
+    tokens_per_pair = sum(leg.tokens for leg in refs) / max(1, sum(leg.pairs for leg in refs))
     report = "\n".join([
         "# serve bench: `ragweld-tui serve` vs in-process `Reranker.score`",
         "",
-        f"- model: {args.model}{' (' + model + ')' if model != args.model else ''}; backend {args.backend}; "
-        f"adapter: {args.adapter or 'none (base)'}",
+        f"- model: {args.model if args.layers is None else f'Qwen3-0.6B widths, {args.layers} layers, random weights'}"
+        f" ({model}); backend {args.backend}; adapter: {args.adapter or 'none (base)'}",
         f"- shapes: {args.docs} documents per request; {fmt(tokens_per_pair, 0)} prompt tokens per pair on average; "
         f"Cohere-shape POST /v1/rerank; {work.source}",
         f"- machine: {os.cpu_count()} cores, {platform.machine()} {platform.system()}, Python {platform.python_version()}, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads in this process (the server uses "
         "torch's default too; the clients run in this process, on the same cores)",
-        f"- caps per leg: {args.seconds:g} s or {args.max_requests} requests, whichever first; "
-        f"{WARMUP} warm-up requests (reference) / one per client (serve), untimed",
-        f"- in-process reference: {fmt(refs[0].pairs_s)} pairs/s before the server, {fmt(refs[-1].pairs_s)} after; "
-        f"the faster is the denominator. Its latency per request: p50 {fmt(ref.ms(50))} ms, p95 {fmt(ref.ms(95))} ms "
-        f"({ref.requests} requests)",
+        f"- legs: {args.rounds} rounds per client count of (reference leg, serve leg), each capped at "
+        f"{args.seconds:g} s or {args.max_requests} requests; warm-up requests untimed",
         "",
-        table(rows, ref),
+        table(rows),
         "",
         "CPU the clients took in this process (of the machine's cores, which the server shares): "
-        + ", ".join(f"{plural(n)} {leg.cpu_seconds / leg.seconds:.0%} of a core" for n, leg in rows if leg.seconds),
+        + ", ".join(f"{plural(row.clients)} {row.pooled(row.serve).cpu_seconds / max(1e-9, row.pooled(row.serve).seconds):.0%}"
+                    " of a core" for row in rows),
     ])
     if rows:
-        n, best = max(rows, key=lambda row: row[1].pairs_s)
-        ratio = best.pairs_s / ref.pairs_s if ref.pairs_s else float("nan")
-        verdict = "PASS" if ratio >= 0.9 else "FAIL"
-        report += f"\n\nat saturation ({plural(n)}, the most pairs/s): ratio {fmt(ratio, 2)} (target >= 0.9) {verdict}"
+        best = max(rows, key=lambda row: row.pooled(row.serve).pairs_s)
+        verdict = "PASS" if best.ratio() >= 0.9 else "FAIL"
+        report += (f"\n\nat saturation ({plural(best.clients)}, the most pairs/s): ratio {fmt(best.ratio(), 2)} "
+                   f"(target >= 0.9) {verdict}")
     return report
 
 
@@ -401,9 +439,15 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"  # nothing may download
     from backends.models import resolve_model
 
-    model = str(resolve_model(args.model))  # builds the embedded model once, before either side loads it
+    if args.layers is not None:  # Qwen3-0.6B widths: the model's work per request is a real model's
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from score_bench import model_dir
+
+        model = str(model_dir(args.layers))
+    else:
+        model = str(resolve_model(args.model))  # builds the embedded model once, before either side loads it
     work = make_workload(args.docs)
-    report = render(args, model, work, *measure(args, model, work))
+    report = render(args, model, work, measure(args, model, work))
     print("\n" + report)
     if args.out is not None:
         args.out.write_text(report + "\n")

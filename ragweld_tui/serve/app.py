@@ -24,7 +24,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Lifespan
 
 from backends.adapters import AdapterError, Manifest, read_manifest
 from backends.prompt import PromptError, template_fingerprint
@@ -66,8 +65,8 @@ class ServerContext:
         return self.service.adapter_manifest
 
 
-def make_app(state: ServerContext, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
-    """The ASGI app over `state` (the runner adds the lifespan that starts and stops the worker)."""
+def make_app(state: ServerContext) -> Starlette:
+    """The ASGI app over `state` (the runner starts and stops the worker and the background tasks)."""
     routes = [
         Route("/health", _guarded(state, _health, auth=False), methods=["GET"]),
         Route("/v1/models", _guarded(state, _models), methods=["GET"]),
@@ -76,7 +75,7 @@ def make_app(state: ServerContext, lifespan: Lifespan[Starlette] | None = None) 
         Route("/v2/rerank", _guarded(state, _rerank), methods=["POST"]),  # where Cohere's v2 SDK posts
         Route("/v1/feedback", _guarded(state, _feedback), methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+    return Starlette(routes=routes, exception_handlers={
         HTTPException: _http_error,  # 404, 405 as JSON
         Exception: _internal_error,
     })

@@ -29,6 +29,8 @@ DOCS = ["citation indexes for science", "a recipe for sourdough bread", "indexin
 def write_serve_config(folder: Path, model_dir: Path, *, serving: str = "", serve: str = "") -> Path:
     """A config for a server on the tiny model with its own store, active adapter and feedback file."""
     folder.mkdir(parents=True, exist_ok=True)
+    if "feedback_path" not in serve:
+        serve += f'\nfeedback_path = "{folder / "feedback.jsonl"}"'
     config = folder / "config.toml"
     config.write_text(f"""
 [model]
@@ -46,7 +48,6 @@ active_adapter = "{folder / 'active'}"
 path = "{folder / 'ragweld.sqlite'}"
 
 [serve]
-feedback_path = "{folder / 'feedback.jsonl'}"
 {serve}
 """)
     return config

@@ -65,10 +65,8 @@ async def test_token_budget_bounds_a_batch(tiny_model_dir: Path) -> None:
         await worker.service.close()
 
 
-async def test_full_queue_and_bad_prompts_are_refused_before_scoring(tiny_model_dir: Path) -> None:
+async def test_full_queue_and_bad_prompts(tiny_model_dir: Path) -> None:
     worker = RerankWorker(RerankService(settings(tiny_model_dir, "torch")), max_queue=1)
-    with pytest.raises(PromptError, match="max_length"):
-        await worker.score("word " * 400, DOCS)  # never started: refused while tokenizing
     first = asyncio.create_task(worker.score(QUERY, DOCS))  # queued (the worker is not running yet)
     while worker.waiting == 0:
         await asyncio.sleep(0.01)
@@ -77,5 +75,16 @@ async def test_full_queue_and_bad_prompts_are_refused_before_scoring(tiny_model_
     assert info.value.retry_after_s >= 1
     worker.start()
     assert len((await first).scores) == len(DOCS)
+    await worker.stop()
+    # A prompt the scorer refuses fails its own request only; the others of its batch are answered.
+    worker = RerankWorker(worker.service, max_queue=4)
+    pending = [asyncio.create_task(worker.score("word " * 400, DOCS)), asyncio.create_task(worker.score(QUERY, DOCS))]
+    while worker.waiting < 2:
+        await asyncio.sleep(0.01)
+    worker.start()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert worker.batches == 1
+    assert isinstance(results[0], PromptError) and "max_length" in str(results[0])
+    assert not isinstance(results[1], BaseException) and len(results[1].scores) == len(DOCS)
     await worker.stop()
     await worker.service.close()
