@@ -17,6 +17,9 @@ from store import RunStore
 from tests.serve.server_helpers import DOCS, QUERY, RUN_A, RUN_B, ServerProcess, make_adapter, promote, write_serve_config
 
 
+Answer = tuple[float, float, int, dict[str, Any]]  # (time sent, time answered, status, body)
+
+
 def expected_scores(model_dir: Path, adapter: Path | None) -> list[float]:
     """What `Reranker.score` gives with this adapter (None: the base), in input order."""
     reranker = Reranker.load(ScorerSettings(model=str(model_dir), backend="torch", max_length=512))
@@ -33,18 +36,26 @@ def by_index(body: dict[str, Any]) -> list[float]:
     return out
 
 
-async def sustained_load(url: str, clients: int, stop: asyncio.Event) -> list[tuple[float, int, dict[str, Any]]]:
-    """`clients` loops posting the same rerank request until `stop`; (time answered, status, body)."""
-    answers: list[tuple[float, int, dict[str, Any]]] = []
+async def sustained_load(url: str, clients: int, stop: asyncio.Event,
+                         answers: list[Answer]) -> None:
+    """`clients` loops posting the same rerank request until `stop`, appending `Answer`s."""
 
     async def client(http: httpx.AsyncClient) -> None:
         while not stop.is_set():
+            sent = time.monotonic()
             response = await http.post(url + "/v1/rerank", json={"query": QUERY, "documents": DOCS})
-            answers.append((time.monotonic(), response.status_code, response.json()))
+            answers.append((sent, time.monotonic(), response.status_code, response.json()))
 
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with httpx.AsyncClient(timeout=120) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
-    return answers
+
+
+async def answered_after(answers: list[Answer], after: float, count: int) -> None:
+    """Wait until `count` requests sent after `after` were answered (however slow the machine is)."""
+    deadline = time.monotonic() + 120
+    while sum(1 for sent, *_ in answers if sent > after) < count:
+        assert time.monotonic() < deadline, "the server stopped answering"
+        await asyncio.sleep(0.05)
 
 
 def test_promotion_and_rollback_under_load(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -59,30 +70,33 @@ def test_promotion_and_rollback_under_load(tiny_model_dir: Path, tmp_path: Path)
     with ServerProcess(config) as server:
         swaps: list[tuple[float, str | None]] = []
 
-        async def scenario() -> list[tuple[float, int, dict[str, Any]]]:
+        async def scenario() -> list[Answer]:
+            answers: list[Answer] = []
             stop = asyncio.Event()
-            load = asyncio.create_task(sustained_load(server.url, 6, stop))
+            load = asyncio.create_task(sustained_load(server.url, 6, stop, answers))
+            await answered_after(answers, 0.0, 12)
             for adapter, run_id in ((run_b, RUN_B), (run_a, RUN_A), (None, None)):  # promote, roll back twice
-                await asyncio.sleep(1.0)
                 promote(adapter, active, run_id or "")
                 swaps.append((time.monotonic(), run_id))
-            await asyncio.sleep(1.0)
+                await answered_after(answers, swaps[-1][0] + 0.3, 12)  # well past reload_check_s
             stop.set()
-            return await load
+            await load
+            return answers
 
         answers = asyncio.run(scenario())
-        assert len(answers) > 30 and all(status == 200 for _, status, _ in answers)  # zero errors
-        for answered, _, body in answers:
+        assert len(answers) >= 48 and all(status == 200 for _, _, status, _ in answers)  # zero errors
+        for *_, body in answers:
             adapter = body["meta"]["adapter"]
             run_id = adapter["run_id"] if adapter else None
             # Every response names the adapter that scored it, and its scores are that adapter's
             # (no request was scored half by one adapter and half by another).
             np.testing.assert_allclose(by_index(body), expected[run_id], rtol=0, atol=1e-6)
         for (swapped, run_id), following in zip(swaps, [*swaps[1:], (float("inf"), None)]):
-            # Within reload_check_s (+ one request's time) the new adapter is what every response names.
-            settled = [body for t, _, body in answers if swapped + 0.6 < t < following[0]]
+            # A request sent more than reload_check_s (0.2 s) after the swap, and answered before the
+            # next one, was scored by the new adapter.
+            settled = [body for sent, answered, _, body in answers if sent > swapped + 0.3 and answered < following[0]]
             assert settled and all((b["meta"]["adapter"] or {}).get("run_id") == run_id for b in settled), run_id
-        seen = {(b["meta"]["adapter"] or {}).get("run_id") for _, _, b in answers}
+        seen = {(b["meta"]["adapter"] or {}).get("run_id") for *_, b in answers}
         assert seen == {RUN_A, RUN_B, None}
 
         # The store line: serving, with the adapter it serves (the base now) and its figures.
