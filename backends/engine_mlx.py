@@ -16,6 +16,24 @@ from backends.adapters import AdapterError, LoraWeights
 from backends.mlx_thread import release_mlx_at_exit
 
 
+def answer_head_rows(model: nn.Module, answer_ids: list[int]) -> mx.array:
+    """The head's rows of the answer tokens as a small fp32 matrix (len(answer_ids), hidden), no gradient.
+
+    The head is `lm_head` or, when tied, the embedding; on a quantized head (mlx-community
+    conversions quantize it too) only these rows are dequantized, never the vocabulary-sized matrix.
+    The scorer and the training engine share it, so both project on exactly the same numbers.
+    """
+    head: nn.Module = getattr(model, "lm_head", None) or model.model.embed_tokens
+    ids = mx.array(answer_ids)
+    if hasattr(head, "scales"):
+        biases = getattr(head, "biases", None)
+        rows = mx.dequantize(head.weight[ids], head.scales[ids], biases[ids] if biases is not None else None,
+                             group_size=head.group_size, bits=head.bits, mode=getattr(head, "mode", "affine"))
+    else:
+        rows = head.weight[ids]
+    return mx.stop_gradient(rows.astype(mx.float32))
+
+
 class LoraSwap:
     """Serves a LoRA on an mlx-lm model and undoes it: merged into float weights; on quantized
     layers, where merging would lose precision, through mlx-lm's LoRALinear (the scorer and the
@@ -84,20 +102,8 @@ class MlxEngine:
         self._swap = LoraSwap()
         self._refresh_head()
 
-    def _head_module(self) -> nn.Module:
-        head: nn.Module = getattr(self.model, "lm_head", None) or self.model.model.embed_tokens
-        return head
-
     def _refresh_head(self) -> None:
-        head = self._head_module()
-        ids = mx.array(self.answer_ids)
-        if hasattr(head, "scales"):  # quantized: dequantize just the two rows
-            biases = getattr(head, "biases", None)
-            rows = mx.dequantize(head.weight[ids], head.scales[ids], biases[ids] if biases is not None else None,
-                                 group_size=head.group_size, bits=head.bits)
-        else:
-            rows = head.weight[ids]
-        self._head_rows = rows.astype(mx.float32)
+        self._head_rows = answer_head_rows(self.model, self.answer_ids)
         mx.eval(self._head_rows)
 
     def logodds(self, rows: list[list[int]]) -> np.ndarray:

@@ -51,6 +51,13 @@ def resolve_model(ref: str) -> Path:
         raise ModelNotFoundError(f"model {ref} could not be downloaded ({type(exc).__name__}); {how}") from None
 
 
+def is_mlx_quantized(model_dir: Path) -> bool:
+    """Whether the folder holds an MLX-quantized model (mlx-community's `quantization` block): only
+    MLX can load, score and train it."""
+    config = json.loads((model_dir / "config.json").read_text())
+    return "quantization" in config
+
+
 def base_fingerprint(model_dir: Path) -> str:
     """Identify a base model cheaply: its config plus the size and edges of each weight file.
 

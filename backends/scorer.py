@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from backends.adapters import LoraWeights, check_compatible, read_adapter, verify_adapter
 from backends.base import PrefixScoringEngine, Score, ScoringEngine, sigmoid, supports_prefix
 from backends.batching import token_budget_batches
-from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
+from backends.models import base_fingerprint, is_mlx_quantized, load_tokenizer, pad_token_id, resolve_model
 from backends.prompt import PromptBuilder, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from backends.settings import ScorerSettings
@@ -43,6 +43,9 @@ def load_engine(settings: ScorerSettings, model_dir: Path, answer_ids: tuple[int
         from backends.engine_mlx import MlxEngine
 
         return MlxEngine(str(model_dir), choice.device, settings.dtype, answer_ids, pad_id), choice.reason
+    if is_mlx_quantized(model_dir):
+        raise ValueError(f"{settings.model} is an MLX-quantized model; score it with backend mlx, "
+                         "or use its float original with PyTorch")
     from backends.engine_torch import TorchEngine
 
     return TorchEngine(str(model_dir), choice.device, settings.dtype, answer_ids, pad_id,

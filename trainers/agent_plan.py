@@ -8,7 +8,6 @@ exactly like a reranker run. The metric is the dev token loss (eval_loss, minimi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, ClassVar
 
 from backends.adapters import LoraWeights
 from backends.chat_template import IM_END, IM_START, EncodedChat, chat_template_fingerprint
-from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
+from backends.models import base_fingerprint, is_mlx_quantized, load_tokenizer, pad_token_id, resolve_model
 from backends.select import choose_backend
 from trainers.settings import AppConfig, RunKind
 from trainers.artifacts import lora_num_layers, write_adapter_folder
@@ -31,12 +30,6 @@ from trainers.errors import DataError
 from trainers.evaluation import Evaluation
 from trainers.lora_check import check_lora
 from trainers.serving_check import lora_config_for
-
-
-def is_quantized(model_dir: Path) -> bool:
-    """Whether the folder holds an MLX-quantized model (only MLX can load and train it)."""
-    config = json.loads((model_dir / "config.json").read_text())
-    return "quantization" in config
 
 
 def check_chat_tokenizer(tokenizer: Any, model_dir: Path) -> int:
@@ -81,7 +74,7 @@ class AgentPlan:
         model_dir = resolve_model(config.model.base)
         check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
-        if choice.backend == "torch" and is_quantized(model_dir):
+        if choice.backend == "torch" and is_mlx_quantized(model_dir):
             raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "
                              "(QLoRA), or use its float original with PyTorch")
         tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)

@@ -1,7 +1,9 @@
 """MLX reranker training engine: the shared MLX LoRA core plus the yes/no log-odds loss.
 
 Mirrors the PyTorch engine step for step (same init, loss sums, clipping, bias-corrected AdamW
-and schedule), so that dev runs on a Mac and prod runs on Linux produce the same adapter. Setup,
+and schedule), so that dev runs on a Mac and prod runs on Linux produce the same adapter. Quantized
+bases (4- and 8-bit mlx-community conversions, head included) train as QLoRA: the base stays frozen
+and quantized, LoRA layers and AdamW state are fp32, the yes/no head rows a small fp32 matrix. Setup,
 AdamW, the schedule, accumulation, state and the MLX thread live in `trainers.lora_mlx` and
 `backends.mlx_thread`, shared with the chat engine.
 """
@@ -15,6 +17,7 @@ import mlx.nn as nn
 import numpy as np
 
 from backends.adapters import LoraWeights
+from backends.engine_mlx import answer_head_rows
 from backends.mlx_thread import MlxWorker, mlx_worker, pinned
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows
@@ -34,10 +37,9 @@ class MlxTrainEngine(MlxLoraEngine):
                          eval_batch_size=eval_batch_size)
 
     def _after_load(self) -> None:
-        head = getattr(self.model, "lm_head", None) or self.model.model.embed_tokens
-        if hasattr(head, "scales"):
-            raise ValueError("training on a quantized head is not supported; use a float base model")
-        self._head_rows = mx.stop_gradient(head.weight[mx.array(self._answer_ids)].astype(mx.float32))
+        # Frozen fp32 yes/no rows, dequantized once on a quantized head: the loss never sees the rest
+        # of the vocabulary, and the scorer projects on the very same matrix.
+        self._head_rows = answer_head_rows(self.model, self._answer_ids)
 
     def _forward(self, ids: mx.array, last: mx.array) -> mx.array:
         hidden: mx.array = self.model.model(ids)

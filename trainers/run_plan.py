@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from backends.adapters import LoraWeights
-from backends.models import base_fingerprint, load_tokenizer, pad_token_id, resolve_model
+from backends.models import base_fingerprint, is_mlx_quantized, load_tokenizer, pad_token_id, resolve_model
 from backends.prompt import PromptBuilder, PromptError, resolve_answer_ids, template_fingerprint
 from backends.select import choose_backend
 from trainers.settings import AppConfig, RunKind
@@ -97,6 +97,9 @@ class RunPlan:
         model_dir = resolve_model(config.model.base)
         check_lora(model_dir, config.lora)  # before the run exists: a typo leaves nothing behind
         choice = choose_backend(config.model.backend, config.model.device)
+        if choice.backend == "torch" and is_mlx_quantized(model_dir):
+            raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "
+                             "(QLoRA), or use its float original with PyTorch")
         tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)
         builder = PromptBuilder(tokenizer, config.prompt.instruction, config.train.max_length)
