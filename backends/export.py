@@ -298,7 +298,7 @@ def read_source(folder: Path) -> tuple[LoraWeights, Manifest | None]:
     return read_adapter(folder), manifest
 
 
-def export_adapter(source: Path, fmt: ExportFormat, out: Path, settings: ScorerSettings, *,
+def export_adapter(source: Path, fmt: str, out: Path, settings: ScorerSettings, *,
                    model: str | None = None, force: bool = False, dtype: str = "auto", max_shard_size: str = "5GB",
                    progress: Progress | None = None) -> ExportResult:
     """Export the adapter in `source` to `out` as `fmt`, parity-checked; nothing changes at `out` on failure.
@@ -307,7 +307,8 @@ def export_adapter(source: Path, fmt: ExportFormat, out: Path, settings: ScorerS
     the fallback base when neither `model` nor the manifest names one that is present here).
     """
     say = progress or (lambda _text: None)
-    if fmt not in FORMATS:
+    target = next((f for f in FORMATS if f == fmt), None)
+    if target is None:
         raise ExportError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     check_destination(out, source, force)
     lora, manifest = read_source(source)
@@ -316,10 +317,10 @@ def export_adapter(source: Path, fmt: ExportFormat, out: Path, settings: ScorerS
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
     try:
         say(f"writing {fmt} into {tmp.name}")
-        write_export(tmp, fmt, lora, model_dir, base_ref, manifest, dtype=dtype, max_shard_size=max_shard_size)
+        write_export(tmp, target, lora, model_dir, base_ref, manifest, dtype=dtype, max_shard_size=max_shard_size)
         say("checking parity on the probe set")
-        tolerance = FP32_TOLERANCE if saved_dtype(fmt, model_dir, dtype) == "float32" else HALF_TOLERANCE
-        parity = check_parity(fmt, tmp, model_dir, settings, lora, tolerance)
+        tolerance = FP32_TOLERANCE if saved_dtype(target, model_dir, dtype) == "float32" else HALF_TOLERANCE
+        parity = check_parity(target, tmp, model_dir, settings, lora, tolerance)
         if not parity.ok:
             raise ParityError(parity)
         check_destination(out, source, force)  # nothing appeared there meanwhile
@@ -327,7 +328,7 @@ def export_adapter(source: Path, fmt: ExportFormat, out: Path, settings: ScorerS
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out, fmt, base_ref, parity, tuple(sorted(p.name for p in out.iterdir())))
+    return ExportResult(out, target, base_ref, parity, tuple(sorted(p.name for p in out.iterdir())))
 
 
 __all__ = ["AdapterError", "ExportError", "ExportResult", "FORMATS", "ParityError", "ParityResult", "check_parity",
