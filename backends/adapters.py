@@ -118,10 +118,71 @@ def _checked(folder: Path, pairs: dict[str, dict[str, np.ndarray]], a: str, b: s
     return LoraWeights(modules, scale, rank, dropout)
 
 
+# PEFT LoraConfig options (peft 0.21) that change nothing once the adapter is trained, or whose effect
+# the tensors themselves carry (which modules and layers have LoRA): any value is fine.
+PEFT_HARMLESS = frozenset({
+    "task_type", "peft_type", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+    "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "r", "lora_alpha",
+    "lora_dropout", "use_rslora", "auto_mapping", "megatron_config", "megatron_core", "runtime_config",
+    "ensure_weight_tying", "qalora_group_size", "init_lora_weights", "eva_config",
+})
+# Options that change the served function unless they hold PEFT's default (listed so the error is
+# precise; any other unknown option with a value other than null/false/empty is refused too).
+PEFT_MUST_BE_DEFAULT: dict[str, object] = {
+    "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}, "modules_to_save": None, "bias": "none",
+    "fan_in_fan_out": False, "layer_replication": None, "lora_bias": False, "use_qalora": False,
+    "trainable_token_indices": None, "target_parameters": None, "loftq_config": {}, "corda_config": None,
+    "lora_ga_config": None, "alora_invocation_tokens": None, "velora_config": None, "monteclora_config": None,
+    "arrow_config": None, "kasa_config": None, "use_bdlora": None,
+}
+# init_lora_weights values after which the adapter only works on a modified (residual/quantized) base.
+PEFT_BASE_CHANGING_INITS = ("olora", "pissa", "corda", "loftq", "lora_ga", "lora-ga")
+
+
+def _is_default(value: object, default: object) -> bool:
+    if default in (None, {}, []):
+        return value in (None, {}, [], "")  # PEFT writes null and {} interchangeably for "none"
+    return value == default
+
+
+def check_peft_options(config: dict[str, Any], where: Path) -> None:
+    """Refuse a PEFT config with any option this scorer would not reproduce (DoRA, per-module ranks,
+    saved full modules, biases, ...): serving it as plain LoRA would give wrong scores silently."""
+    if config.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"{where}: peft_type {config.get('peft_type')} is not supported (only LORA)")
+    init = config.get("init_lora_weights", True)
+    if isinstance(init, str) and init.lower().startswith(PEFT_BASE_CHANGING_INITS):
+        raise AdapterError(f"{where}: init_lora_weights {init!r} is not supported (the adapter needs a modified "
+                           "base model; convert it to a plain LoRA with PEFT first)")
+    for key, value in config.items():
+        if key in PEFT_HARMLESS or key.startswith("megatron_"):
+            continue
+        default = PEFT_MUST_BE_DEFAULT.get(key, None)
+        if key not in PEFT_MUST_BE_DEFAULT and value in (None, False, {}, [], ""):
+            continue
+        if not _is_default(value, default):
+            shown = json.dumps(value)[:60]
+            raise AdapterError(f"{where}: PEFT option {key} = {shown} is not supported "
+                               f"(only plain LoRA; expected {json.dumps(default)})")
+
+
+def check_mlx_options(config: dict[str, Any], where: Path) -> None:
+    """Refuse an mlx-lm adapter that is not plain LoRA (DoRA, full fine-tuning)."""
+    kind = config.get("fine_tune_type", "lora")
+    if kind != "lora":
+        raise AdapterError(f"{where}: fine_tune_type {kind!r} is not supported (only \"lora\")")
+    if config.get("use_dora"):
+        raise AdapterError(f"{where}: use_dora = true is not supported (only plain LoRA)")
+    params = config.get("lora_parameters", {})
+    if not isinstance(params, dict):
+        raise AdapterError(f"{where}: lora_parameters is not an object")
+
+
 def read_adapter(folder: Path) -> LoraWeights:
     """Load an mlx-lm or PEFT adapter folder into LoraWeights (safetensors only, never pickle)."""
     config = _read_json(folder / ADAPTER_CONFIG)
     if (folder / MLX_WEIGHTS).is_file():
+        check_mlx_options(config, folder / ADAPTER_CONFIG)
         params = config.get("lora_parameters", {})
         try:
             rank, scale = int(params.get("rank", 8)), float(params.get("scale", 20.0))
@@ -136,8 +197,7 @@ def read_adapter(folder: Path) -> LoraWeights:
             pairs.setdefault(module, {})[part] = value.astype(np.float32)
         return _checked(folder, pairs, "lora_a", "lora_b", rank, scale, float(params.get("dropout", 0.0)), True)
     if (folder / PEFT_WEIGHTS).is_file():
-        if config.get("peft_type", "LORA") != "LORA":
-            raise AdapterError(f"{folder / ADAPTER_CONFIG}: peft_type {config.get('peft_type')} is not LORA")
+        check_peft_options(config, folder / ADAPTER_CONFIG)
         try:
             rank, alpha = int(config["r"]), float(config["lora_alpha"])
             scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
@@ -147,10 +207,11 @@ def read_adapter(folder: Path) -> LoraWeights:
         pairs = {}
         for key, value in tensors.items():
             name = key.removeprefix(PEFT_PREFIX)
-            for part in ("lora_A", "lora_B"):
-                marker = f".{part}."
-                if marker in name:
-                    pairs.setdefault(name.split(marker)[0], {})[part] = value.astype(np.float32)
+            module, _, part = name.removesuffix(".weight").rpartition(".")
+            if part not in ("lora_A", "lora_B") or not name.endswith(".weight"):
+                # lora_embedding_A, lora_magnitude_vector, a saved bias or head: served wrong if skipped
+                raise AdapterError(f"{folder / PEFT_WEIGHTS}: unexpected tensor {key} (only LoRA on linear layers is supported)")
+            pairs.setdefault(module, {})[part] = value.astype(np.float32)
         return _checked(folder, pairs, "lora_A", "lora_B", rank, scale, float(config.get("lora_dropout", 0.0)), False)
     raise AdapterError(f"{folder}: no {MLX_WEIGHTS} or {PEFT_WEIGHTS}")
 

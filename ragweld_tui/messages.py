@@ -185,3 +185,12 @@ class StoreFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class ExportFinished(Message):
+    """An adapter export ended: `text` is the parity line (ok) or the one-line error."""
+
+    def __init__(self, ok: bool, text: str) -> None:
+        super().__init__()
+        self.ok = ok
+        self.text = text

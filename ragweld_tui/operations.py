@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 from ragweld_tui.commands.common import user_errors
 from ragweld_tui.config import AppConfig, parse_config
@@ -128,3 +129,23 @@ async def rollback(store: RunStore, config: AppConfig, kind: RunKind = "reranker
 async def reconcile_active(store: RunStore, config: AppConfig) -> list[str]:
     """Repair the lineage where a promotion or rollback was cut short (the active link is the truth)."""
     return await promotion.reconcile_active(store, config)
+
+
+def export_adapter(adapter: Path, config: AppConfig, fmt: str, out: Path, force: bool = False) -> str:
+    """Export a run's adapter (blocking: call it in a thread); returns the parity line, or raises
+    UserError with one line (a refusal, or a failed parity check: nothing is written then)."""
+    from backends.export import FORMATS, ParityError
+    from backends.export import export_adapter as run_export
+    from backends.settings import scorer_settings
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}")
+    settings = scorer_settings(config.model, config.prompt, config.scoring, config.rerank_model())
+    with user_errors():
+        try:
+            result = run_export(adapter, fmt, out, settings, force=force)
+        except ParityError as exc:
+            raise UserError(str(exc), exit_code=1) from None
+        except ValueError as exc:  # ExportError, an unavailable backend
+            raise UserError(str(exc)) from None
+    return f"exported {fmt} to {result.out}: {result.parity.summary()}"

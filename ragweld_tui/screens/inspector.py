@@ -23,6 +23,7 @@ from ragweld_tui.format import (ALARM_MARK, cycle, dataset_lines, figure_lines, 
                                 verdict_head)
 from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
+from ragweld_tui.screens.export import ExportScreen
 from ragweld_tui.screens.navigation import pick_run, show_diff
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
@@ -94,7 +95,8 @@ async def read_inspector(store: RunStore, run_id: str) -> InspectorData:
 class InspectorScreen(AppScreen[None]):
     """Tabs about one run; the event log tails the store while the screen is visible."""
 
-    HELP = "[ and ] switch tabs; l sets the event log's minimum level (metrics and telemetry are debug level)."
+    HELP = ("[ and ] switch tabs; l sets the event log's minimum level (metrics and telemetry are debug level); "
+            "e exports a completed run's adapter (PEFT, mlx-lm or merged).")
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -102,6 +104,7 @@ class InspectorScreen(AppScreen[None]):
         Binding("right_square_bracket", "tab(1)", "Next tab"),
         Binding("left_square_bracket", "tab(-1)", "Prev tab"),
         Binding("c", "compare", "Diff"),
+        Binding("e", "export", "Export"),
     ]
 
     def __init__(self, run_id: str) -> None:
@@ -281,3 +284,12 @@ class InspectorScreen(AppScreen[None]):
             self.notify(str(exc), severity="error")
             return
         pick_run(self, runs, "Diff with…", lambda other: show_diff(self, self.run_id, other), exclude=self.run_id)
+
+    def action_export(self) -> None:
+        """Open the export dialog for a completed run's adapter."""
+        run = self.data.run if self.data is not None else None
+        if run is None or run.status != "completed":
+            state = run.status if run is not None else "not loaded yet"
+            self.notify(f"Run {self.run_id} is {state}; only completed runs can be exported.", severity="warning")
+            return
+        self.app.push_screen(ExportScreen(run))
