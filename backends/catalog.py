@@ -70,6 +70,14 @@ class CatalogEntry:
         """The backends that can load it, in the order of `fits`."""
         return tuple(dict.fromkeys(f.backend for f in self.fits))
 
+    def summary(self, with_id: bool = True) -> str:
+        """One line for forms and the debug prompt: kind, size, backends, whether it is here."""
+        size = " · ".join(x for x in (self.params, f"{self.layers} layers × {self.hidden}" if self.layers else None,
+                                      self.quantization) if x)
+        here = "embedded" if self.source == "embedded" else "cached" if self.cached else "not downloaded"
+        backends = ", ".join(self.backends) or "?"
+        return " · ".join(x for x in (self.id if with_id else "", self.kind, size, backends, here) if x)
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["fits"] = [str(f) for f in self.fits]
@@ -111,6 +119,11 @@ def embedded_entries() -> tuple[CatalogEntry, ...]:
                                 spec.num_hidden_layers, spec.hidden_size, ANYWHERE, cached=True,
                                 note="random weights, built offline (the default)"))
     return tuple(out)
+
+
+def known_entries() -> list[CatalogEntry]:
+    """The embedded and known models, without looking at the disk (instant; the UI's first list)."""
+    return [*embedded_entries(), *QWEN3_RERANKERS, *QWEN3_CHAT, *MLX_COMMUNITY]
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,8 @@ def model_catalog(hub_cache: Path | None = None, configured: Iterable[str] = ())
     """
     scan = scan_hub_cache(hub_cache)
     cached = {e.id: e for e in scan.entries}
-    entries = list(embedded_entries())
-    for known in QWEN3_RERANKERS + QWEN3_CHAT + MLX_COMMUNITY:
+    entries = []
+    for known in known_entries():
         hit = cached.pop(known.id, None)
         entries.append(known if hit is None else replace(known, cached=True, path=hit.path, size_bytes=hit.size_bytes))
     entries += cached.values()
@@ -191,6 +204,18 @@ def model_catalog(hub_cache: Path | None = None, configured: Iterable[str] = ())
             entries.append(CatalogEntry(ref, "other", "config", cached=Path(ref).expanduser().is_dir(),
                                         note="from the configuration"))
     return entries, list(scan.warnings)
+
+
+def describe_model(entries: Iterable[CatalogEntry], ref: str, with_id: bool = True) -> str:
+    """The catalog's line for `ref`, or what an unlisted reference is (a folder, or a hub id to download)."""
+    entry = next((e for e in entries if e.id == ref), None)
+    if entry is not None:
+        return entry.summary(with_id)
+    name = f"{ref} · " if with_id else ""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return name + "local folder" + ("" if (path / "config.json").is_file() else " (no config.json)")
+    return name + "not in the catalog or the local cache (`ragweld-tui models` lists them)"
 
 
 def model_ids(entries: Iterable[CatalogEntry], kind: Kind | None = None) -> list[str]:
