@@ -8,6 +8,7 @@ projected on the two head rows `yes` and `no`, never on the full vocabulary.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def auto_dtype(device: str) -> str:
     """bf16 on CUDA (tensor cores), fp32 on CPU and MPS (exact and, on CPU, faster than bf16)."""
     return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def cache_argument(module: torch.nn.Module) -> str:
+    """The name under which this transformers version passes a key/value cache to `module.forward`.
+
+    transformers 5.x renamed `past_key_values` to `cache` (the old name still works but warns on every
+    scoring call); an older version would silently swallow `cache=` in `**kwargs` and score without the
+    prefix, so the name is read from the signature rather than assumed.
+    """
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 class LoraMerge:
@@ -79,6 +90,7 @@ class TorchEngine:
         self._merge = LoraMerge()
         self._weights_version = 0
         self._cached_prefix: tuple[tuple[tuple[int, ...], int], Any] | None = None
+        self._cache_arg = cache_argument(self.model.model)
         self._refresh_head()
 
     def _refresh_head(self) -> None:
@@ -117,8 +129,8 @@ class TorchEngine:
         cache = copy.deepcopy(self._prefix_cache(prefix))
         cache.batch_repeat_interleave(batch)
         positions = torch.arange(len(prefix), len(prefix) + longest, device=self.device).expand(batch, -1)
-        hidden = self.model.model(input_ids=ids.to(self.device), past_key_values=cache, position_ids=positions,
-                                  use_cache=True).last_hidden_state
+        hidden = self.model.model(input_ids=ids.to(self.device), position_ids=positions, use_cache=True,
+                                  **{self._cache_arg: cache}).last_hidden_state
         lengths = torch.tensor([len(t) for t in tails], device=self.device)
         last = hidden[torch.arange(batch, device=self.device), lengths - 1].float()
         logits = last @ self._head_rows.T
@@ -130,7 +142,8 @@ class TorchEngine:
         key = (tuple(prefix), self._weights_version)
         if self._cached_prefix is None or self._cached_prefix[0] != key:
             ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
-            self._cached_prefix = (key, self.model.model(input_ids=ids, use_cache=True).past_key_values)
+            out = self.model.model(input_ids=ids, use_cache=True)
+            self._cached_prefix = (key, out[self._cache_arg])
         return self._cached_prefix[1]
 
     def apply_lora(self, lora: LoraWeights | None) -> None:

@@ -26,6 +26,7 @@ class AgentChat:
 
     config: AppConfig
     backend: Backend | None = None
+    model: str | None = None  # None: the config's chat model (`/model` sets another)
     history: list[dict[str, str]] = field(default_factory=list)
     _service: AgentService | None = field(default=None, repr=False)
 
@@ -35,7 +36,7 @@ class AgentChat:
         adapter = str(folder) if (folder / "manifest.json").is_file() else f"none ({folder} has no adapter)"
         if self._service is not None and self._service.last_adapter_error:
             adapter += f" (refused: {self._service.last_adapter_error})"
-        return (f"model {self.config.chat_model()} · backend {self.backend or self.config.model.backend} · "
+        return (f"model {self.config.chat_model(self.model)} · backend {self.backend or self.config.model.backend} · "
                 f"adapter {adapter} · {len(self.history) // 2} turns")
 
     async def _ensure(self) -> AgentService:
@@ -47,7 +48,7 @@ class AgentChat:
             if self.backend is not None:
                 config = config.model_copy(deep=True)
                 config.model.backend = self.backend
-            self._service = await asyncio.to_thread(make_agent_service, config)
+            self._service = await asyncio.to_thread(make_agent_service, config, model=self.model)
         return self._service
 
     async def stream(self, text: str) -> AsyncIterator[str]:

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from ragweld_tui.commands import backends as backends_command  # (not the `backends` package)
-from ragweld_tui.commands import chat, export, runs, score, serve, train
+from ragweld_tui.commands import chat, export, models, runs, score, serve, train
 from ragweld_tui.errors import UserError
 
-COMMANDS = (score, serve, backends_command, runs, train, export, chat)  # in the order `--help` lists them
+COMMANDS = (score, serve, backends_command, models, runs, train, export, chat)  # in the order `--help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,9 @@ class FormField:
         return f"{self.section}.{self.key}"
 
 
+# The base model's choices are the model catalog's (`backends.catalog`), offered by the form as you type.
+MODEL_PLACEHOLDER = "embedded:NAME, a hub id (ragweld-tui models) or a local folder"
+
 FORM_FIELDS: tuple[FormField, ...] = (
     FormField("train", "kind", "Kind", ("reranker", "agent")),
     FormField("train", "name", "Run name"),

@@ -12,6 +12,7 @@ from typing import Any
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
+from backends.catalog import CatalogEntry
 from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint, ServerRecord
 from trainers.promotion import GateDecision
 
@@ -116,6 +117,15 @@ class DiffLoaded(Message):
     def __init__(self, data: DiffData) -> None:
         super().__init__()
         self.data = data
+
+
+class CatalogLoaded(Message):
+    """The model catalog with the local Hugging Face cache scanned (and the scan's warning lines)."""
+
+    def __init__(self, entries: list[CatalogEntry], warnings: list[str]) -> None:
+        super().__init__()
+        self.entries = entries
+        self.warnings = warnings
 
 
 class ScoreDone(Message):

@@ -26,6 +26,7 @@ REPL_HELP = """\
 [b]Agent mode[/b]: type a message; the active agent adapter's reply streams in (ctrl+x stops it).
 /docs A | B | C        set the documents
 /backend [auto|mlx|torch]   show or set the backend (reloads the models)
+/model [ID|PATH]       show the models to pick from (`ragweld-tui models`), or set the mode's model
 /adapter [PATH|active|none] show or set the adapter compared with the base (reranker mode)
 /mode [reranker|agent] switch mode          /reset  new agent conversation
 /clear                 clear the transcript      /help  this text
@@ -92,6 +93,7 @@ class ScorerPair:
 
     config: AppConfig
     backend: Backend | None = None
+    model: str | None = None  # None: the config's reranker (`/model` sets another)
     adapter: Path | None = None  # None: the configured active adapter folder
     use_adapter: bool = True
     _base: RerankService | None = field(default=None, repr=False)
@@ -110,14 +112,18 @@ class ScorerPair:
         wanted = "none" if not self.use_adapter else str(self.adapter or self.config.active_adapter_dir())
         adapter = str(folder) if folder else f"none ({wanted} has no adapter)" if self.use_adapter else "none"
         backend = self.backend or self.config.model.backend
-        return f"model {self.config.rerank_model()} · backend {backend} · adapter {adapter}"
+        return f"model {self.model_ref()} · backend {backend} · adapter {adapter}"
+
+    def model_ref(self) -> str:
+        """The reranker scored with: the one set with `/model`, else the config's."""
+        return self.model or self.config.rerank_model()
 
     async def _services(self) -> tuple[RerankService, RerankService | None]:
         if self._base is None:
             from backends.service import RerankService  # no framework at import: the model loads on first use
 
             cfg = self.config
-            settings = replace(scorer_settings(cfg.model, cfg.prompt, cfg.scoring, cfg.rerank_model()),
+            settings = replace(scorer_settings(cfg.model, cfg.prompt, cfg.scoring, self.model_ref()),
                                backend=self.backend or cfg.model.backend)
             self._base = RerankService(settings, None)
             folder = self.adapter_dir()

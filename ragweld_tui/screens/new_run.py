@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static
 
+from backends.catalog import CatalogEntry, describe_model, known_entries, model_catalog, model_ids
 from ragweld_tui.config import AppConfig, load_config
 from ragweld_tui.errors import UserError
-from ragweld_tui.forms import FORM_FIELDS, apply_form, form_values
+from ragweld_tui.forms import FORM_FIELDS, MODEL_PLACEHOLDER, apply_form, form_values
+from ragweld_tui.messages import CatalogLoaded
 from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
 
@@ -25,6 +27,15 @@ from ragweld_tui.widgets.key_bar import KeyBar
 def field_id(name: str) -> str:
     """Widget id for a dotted setting name."""
     return "f-" + name.replace(".", "-").replace("_", "-")
+
+
+BASE_ID, KIND_ID = field_id("model.base"), field_id("train.kind")
+
+
+def model_suggestions(entries: list[CatalogEntry], kind: str) -> list[str]:
+    """The catalog's ids for the base-model field: the run kind's models first (available ones leading)."""
+    wanted = model_ids(entries, "chat" if kind == "agent" else "reranker")
+    return wanted + [i for i in model_ids(entries) if i not in wanted]
 
 
 class NewRunScreen(AppModalScreen[AppConfig | None]):
@@ -40,6 +51,7 @@ class NewRunScreen(AppModalScreen[AppConfig | None]):
         super().__init__()
         self.base = config
         self.config_path = config_path or ""
+        self.catalog: list[CatalogEntry] = known_entries()  # the cache's models join when the scan is done
 
     def compose(self) -> ComposeResult:
         values = form_values(self.base)
@@ -55,10 +67,38 @@ class NewRunScreen(AppModalScreen[AppConfig | None]):
                     yield Label(field.label, classes="form-label")
                     placeholder = " | ".join(field.choices)
                     suggester = SuggestFromList(field.choices) if field.choices else None
+                    if field.name == "model.base":  # the catalog's models; any folder or hub id still typed freely
+                        placeholder = MODEL_PLACEHOLDER
+                        suggester = SuggestFromList(model_suggestions(self.catalog, values["train.kind"]))
                     yield Input(values[field.name], placeholder=placeholder, id=field_id(field.name), compact=True,
                                 suggester=suggester)
+            yield Static(describe_model(self.catalog, values["model.base"], with_id=False), id="model-info",
+                         classes="dialog-hint", markup=False)
             yield Static("", id="form-errors", markup=False)
         yield KeyBar()
+
+    def on_mount(self) -> None:
+        self._scan_catalog()
+
+    @work(thread=True, exclusive=True, group="catalog")
+    def _scan_catalog(self) -> None:
+        """Worker: the catalog with the local Hugging Face cache (a disk scan, off the event loop)."""
+        entries, warnings = model_catalog(configured=[self.base.model.base])
+        self.post_message(CatalogLoaded(entries, warnings))
+
+    @on(CatalogLoaded)
+    def _catalog_loaded(self, message: CatalogLoaded) -> None:
+        self.catalog = message.entries
+        self._refresh_models()
+        if message.warnings:
+            self._show_error("\n".join(message.warnings))
+
+    @on(Input.Changed, f"#{BASE_ID}, #{KIND_ID}")
+    def _refresh_models(self) -> None:
+        """Offer the catalog's models of the run's kind and describe the one typed."""
+        base = self.query_one(f"#{BASE_ID}", Input)
+        base.suggester = SuggestFromList(model_suggestions(self.catalog, self.query_one(f"#{KIND_ID}", Input).value))
+        self.query_one("#model-info", Static).update(describe_model(self.catalog, base.value.strip(), with_id=False))
 
     def _values(self) -> dict[str, str]:
         return {f.name: self.query_one(f"#{field_id(f.name)}", Input).value for f in FORM_FIELDS}

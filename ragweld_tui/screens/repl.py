@@ -17,8 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, RichLog
 
+from backends.catalog import CatalogEntry, describe_model, known_entries, model_catalog
 from ragweld_tui.chatting import AgentChat
-from ragweld_tui.messages import ChatDone, ChatProgress, ReplOutput, ScoreDone
+from ragweld_tui.messages import CatalogLoaded, ChatDone, ChatProgress, ReplOutput, ScoreDone
 from ragweld_tui.scoring import BACKENDS, REPL_HELP, ScorerPair, parse_backend, parse_line, split_docs
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.history_input import HistoryInput
@@ -64,6 +65,7 @@ class ReplScreen(AppScreen[None]):
         self.chat: AgentChat | None = None
         self.busy = False
         self.partial = ""
+        self.catalog: list[CatalogEntry] = known_entries()  # the cache's models join when the scan is done
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="repl-status", classes="view-title")
@@ -76,6 +78,7 @@ class ReplScreen(AppScreen[None]):
         self.scorers = ScorerPair(self.ragweld_app.config)
         self.chat = AgentChat(self.ragweld_app.config)
         self._status()
+        self._scan_catalog()
         self.query_one(RichLog).write("Debug prompt. Type /help for commands.")
         self.query_one(HistoryInput).focus()
 
@@ -119,6 +122,8 @@ class ReplScreen(AppScreen[None]):
             self._set_mode(cmd.arg)
         elif cmd.name == "backend":
             await self._set_backend(cmd.arg)
+        elif cmd.name == "model":
+            await self._set_model(cmd.arg)
         elif cmd.name == "adapter":
             await self._set_adapter(cmd.arg)
         elif cmd.name == "query":
@@ -154,6 +159,38 @@ class ReplScreen(AppScreen[None]):
         await self.chat.close()
         self.scorers.backend = self.chat.backend = backend
         self._say(f"backend: {arg} (models reload on the next query)")
+
+    async def _set_model(self, arg: str) -> None:
+        """`/model`: the current model and the catalog's choices for this mode; `/model ID` switches."""
+        assert self.scorers is not None and self.chat is not None
+        kind = "chat" if self.mode == "agent" else "reranker"
+        current = self.chat.config.chat_model(self.chat.model) if kind == "chat" else self.scorers.model_ref()
+        if not arg:
+            self._say(f"model: {current}")
+            self._say(Text("\n".join(f"  {e.summary()}" for e in self.catalog if e.kind in (kind, "other")),
+                           style="dim"))
+            return
+        if kind == "chat":
+            await self.chat.close()
+            self.chat.model = arg
+        else:
+            await self.scorers.close()
+            self.scorers.model = arg
+        then = "message" if kind == "chat" else "query"
+        self._say(f"model: {describe_model(self.catalog, arg)} (loads on the next {then})")
+
+    @work(thread=True, exclusive=True, group="catalog")
+    def _scan_catalog(self) -> None:
+        """Worker: the catalog with the local Hugging Face cache (a disk scan, off the event loop)."""
+        assert self.scorers is not None
+        entries, warnings = model_catalog(configured=[self.scorers.model_ref()])
+        self.post_message(CatalogLoaded(entries, warnings))
+
+    @on(CatalogLoaded)
+    def _catalog_loaded(self, message: CatalogLoaded) -> None:
+        self.catalog = message.entries
+        for line in message.warnings:
+            self._say(f"[yellow]{line}[/yellow]")
 
     async def _set_adapter(self, arg: str) -> None:
         assert self.scorers is not None
