@@ -1,6 +1,8 @@
 """A real hub id from a real cache layout, offline: `[model] base = "Qwen/Qwen3-Reranker-0.6B"` resolves
 from a Hugging Face cache folder (refs, snapshots, blobs, sharded weights, the real file names), then
-scores with the same numbers on PyTorch and MLX and trains a step on each.
+scores with the same numbers on PyTorch and MLX, trains a step on each, and exports each run's adapter
+to the other backend's format (and, from PyTorch, a merged model), parity-checked through peft,
+mlx_lm and transformers.
 
 The model has the real widths and one layer (tests/hf_layouts.py): Linux's MLX CPU build runs it at
 about 30 tokens/s, so the MLX legs score and train only a handful of short rows.
@@ -100,3 +102,14 @@ def test_trains_a_step_from_the_hub_id(hub_cache: Path, tmp_path: Path, backend:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     [run] = store_runs(tmp_path / "db.sqlite")
     assert run.status == "completed" and run.backend == backend and run.base_model == RERANKER_ID
+    # Trained on one backend, exported for the other (the Mac ⇄ Linux move); the source side of the parity
+    # check is scored with PyTorch, which is quick at these widths. An mlx export is checked through mlx_lm.
+    targets = ["mlx", "merged"] if backend == "torch" else ["peft"]
+    for target in targets:
+        out = tmp_path / f"export-{target}"
+        proc = cli(hub_cache, "--config", str(config), "export", run.id, str(out), "--to", target, "--backend", "torch",
+                   "--max-shard-size", "20MB")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "parity" in (proc.stdout + proc.stderr).lower() and out.is_dir()
+    if backend == "torch":
+        assert (tmp_path / "export-merged" / "model.safetensors.index.json").is_file()
