@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="PATH", help="SQLite store to use instead of the configured one")
     parser.add_argument("--run", nargs="?", const="config.toml", metavar="TOML",
                         help="train headless with this configuration (default config.toml)")
-    parser.add_argument("--resume", metavar="RUN_ID", help="with --run: continue an interrupted run")
+    parser.add_argument("--resume", metavar="RUN_ID", help="with --run: continue an interrupted or cancelled run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)

@@ -14,22 +14,23 @@ from store.db import fetch_one
 from store.errors import InvalidTransitionError, RunNotFoundError
 from store.events import RUN_KINDS, is_run_kind
 from store.ids import validate_run_id
-from store.models import PromotionRecord
+from store.models import PROMOTABLE_STATUSES, PromotionRecord
 
 _INSERT = "INSERT INTO promotions (kind, run_id, replaced_run_id, reason, promoted_at) VALUES (?, ?, ?, ?, ?)"
 
 
 async def record_promotion(conn: aiosqlite.Connection, run_id: str, replaced_run_id: str | None,
                            reason: str) -> PromotionRecord:
-    """Make a completed run the active one of its kind and append the step to the lineage."""
+    """Make a completed (or cancelled: paused) run the active one of its kind and append the step to the lineage."""
     validate_run_id(run_id)
     if replaced_run_id is not None:
         validate_run_id(replaced_run_id)
     row = await fetch_one(conn, "SELECT pk, kind, status FROM runs WHERE id = ?", (run_id,))
     if row is None:
         raise RunNotFoundError(f"no run {run_id} in the store")
-    if row["status"] != "completed":
-        raise InvalidTransitionError(f"run {run_id} is {row['status']}; only completed runs can be promoted")
+    if row["status"] not in PROMOTABLE_STATUSES:
+        raise InvalidTransitionError(
+            f"run {run_id} is {row['status']}; only completed or cancelled (paused) runs can be promoted")
     now = time.time()
     await conn.execute("UPDATE runs SET promoted = (pk = ?) WHERE kind = ?", (row["pk"], row["kind"]))
     cursor = await conn.execute(_INSERT, (row["kind"], run_id, replaced_run_id, reason, now))

@@ -15,15 +15,18 @@ from store.events import Goal, RunKind, RunStatus, from_sql_float, json_safe
 
 _READ_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-# Allowed lifecycle moves. `interrupted` is resumable (back to running) and may also be closed out.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})  # the run's process has ended it
+# Runs whose best adapter may be promoted: finished, or paused by a cancel (it keeps its checkpoint).
+PROMOTABLE_STATUSES = frozenset({"completed", "cancelled"})
+# Allowed lifecycle moves. `interrupted` (the owner died) and `cancelled` (paused by the user, with a
+# checkpoint at the step it stopped) are resumable (back to running); `interrupted` may also be closed out.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed"}),
     "running": frozenset({"running", "completed", "failed", "cancelled", "interrupted"}),
     "interrupted": frozenset({"running", "completed", "failed", "cancelled"}),
     "completed": frozenset(),
     "failed": frozenset(),
-    "cancelled": frozenset(),
+    "cancelled": frozenset({"running"}),
 }
 
 

@@ -332,6 +332,14 @@ class RunStore:
             )
         return ArtifactRecord(run_id=run_id, kind=kind, path=clean, sha256=sha256, bytes=size, created_at=now)
 
+    async def remove_artifacts(self, run_id: str, kind: str) -> int:
+        """Forget a run's artifacts of one kind (files pruned since: old checkpoints); returns how many."""
+        validate_artifact_kind(kind)
+        async with self.transaction() as conn:
+            pk = await run_pk(conn, run_id)
+            cursor = await conn.execute("DELETE FROM artifacts WHERE run_pk = ? AND kind = ?", (pk, kind))
+        return max(cursor.rowcount, 0)
+
     async def artifacts(self, run_id: str) -> list[ArtifactRecord]:
         """The artifacts of a run, in the order they were recorded."""
         validate_run_id(run_id)
@@ -344,7 +352,7 @@ class RunStore:
         return [ArtifactRecord(run_id=run_id, **dict(row)) for row in rows]
 
     async def record_promotion(self, run_id: str, replaced_run_id: str | None, reason: str) -> PromotionRecord:
-        """Make a completed run the active one of its kind and append the step to the lineage."""
+        """Make a completed (or cancelled: paused) run the active one of its kind; append it to the lineage."""
         async with self.transaction() as conn:
             return await lineage.record_promotion(conn, run_id, replaced_run_id, reason)
 

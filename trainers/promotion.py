@@ -5,7 +5,8 @@ A run is promoted only when its primary metric beats everything it would replace
 adapter serving now (when it is compatible), all measured on the run's own dev candidates; and
 only when its adapter is complete and trained on the serving base with the same prompt template.
 The swap itself is `active_adapter.point_active` (one atomic rename); the lineage goes to the
-store's promotions table; the scorer's hot reload picks the change up.
+store's promotions table; the scorer's hot reload picks the change up. A cancelled run is paused,
+not discarded: its best adapter goes through the same gate as a completed run's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from backends.models import base_fingerprint, resolve_model
 from backends.prompt import template_fingerprint
 from trainers.settings import AppConfig, RunKind
 from store import PromotionEvent, RunRecord, RunStore
+from store.models import PROMOTABLE_STATUSES
 from trainers.errors import DataError
 from trainers.active_adapter import install_version, point_active, verified_manifest, version_dir
 from trainers.faults import fault_point
@@ -132,8 +134,8 @@ async def decide(store: RunStore, config: AppConfig, run_id: str, force: bool = 
     on the run's dev candidates: at the end of the run, or now if another adapter was promoted since.
     """
     run = await store.get_run(run_id)
-    if run.status != "completed":
-        return GateDecision(False, [f"run is {run.status}; only completed runs can be promoted"])
+    if run.status not in PROMOTABLE_STATUSES:
+        return GateDecision(False, [f"run is {run.status}; only completed or cancelled (paused) runs can be promoted"])
     manifest = await asyncio.to_thread(verified_manifest, run_adapter_dir(store, run_id))  # hashes every file
     base = config.model.base if config.train.kind == run.kind or not run.base_model else run.base_model
     # Resolving may build the embedded model and reads weight files: not on the event loop.
@@ -184,8 +186,9 @@ async def promote(store: RunStore, config: AppConfig, run_id: str, force: bool =
     version (a damaged one refuses: nothing is logged as promoted), record the intent, swap, commit.
     """
     run = await store.get_run(run_id)
-    if run.status != "completed":  # refused before anything is touched (no verdict: the gate never ran)
-        raise PromotionRefused(f"run {run_id} is {run.status}; only completed runs can be promoted")
+    if run.status not in PROMOTABLE_STATUSES:  # refused before anything is touched (the gate never ran)
+        raise PromotionRefused(f"run {run_id} is {run.status}; only completed or cancelled (paused) runs "
+                               "can be promoted")
     active = config.active_adapter_dir(run.kind)
     async with promotion_lock(active):
         await reconcile(store, active, run.kind)

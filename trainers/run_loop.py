@@ -3,7 +3,8 @@
 The loop knows nothing about rerankers or chat: a `TrainingPlan` supplies the engine, the batches
 of each step, the evaluation and the adapter writer, and the loop does the rest the same way for
 every kind — typed events, telemetry projection, best-adapter tracking, early stopping, atomic
-checkpoints, exact resume, cooperative cancel, the NaN guard and auto promotion.
+checkpoints, exact resume, cooperative cancel (a pause: the run keeps a checkpoint of the step it
+stopped at, can be resumed exactly and its best adapter promoted), the NaN guard and auto promotion.
 
 Everything that can be wrong with the user's input is checked when the plan is prepared, before a
 run exists in the store, so bad input leaves nothing behind. Heavy work (model load, steps, evals)
@@ -212,10 +213,16 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
         if not tracker.baseline:
             await _references(store, plan, engine, tracker, writer, run_dir, run_id)
         alarms = AlarmState(**tracker.alarm_state)
+        checkpointed = tracker.step if checkpoint is not None else 0  # the step of the newest checkpoint
         while tracker.step < train.max_steps:
-            if cancel.is_set():
+            if cancel.is_set():  # a pause: keep an exact checkpoint of this step and list what the run has
+                if tracker.step > 0 and checkpointed != tracker.step:
+                    await _checkpoint(engine, tracker, run_dir, writer)
+                    checkpointed = tracker.step
+                await _register_artifacts(store, run_id, run_dir)
                 outcome.status = "cancelled"
-                await writer.set_status("cancelled", reason=f"cancelled at step {tracker.step}")
+                kept = f"; checkpoint at step {checkpointed} kept: resume it" if checkpointed else ""
+                await writer.set_status("cancelled", reason=f"cancelled at step {tracker.step}{kept}")
                 break
             micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
             stats = await asyncio.to_thread(engine.train_step, micro)
@@ -246,6 +253,7 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                                            tracker.train_seconds, rate, evaluated, [a.message for a in raised]))
             if tracker.step % train.checkpoint_every == 0 or tracker.step == train.max_steps:
                 await _checkpoint(engine, tracker, run_dir, writer)
+                checkpointed = tracker.step
             if raised and train.stop_on_alarm:
                 raise TrainingFailed(f"stopped by alarm at step {tracker.step} ([train].stop_on_alarm = true): "
                                      f"{raised[0].message}")
@@ -370,8 +378,14 @@ def _commit_checkpoint(tmp: Path, final: Path, tracker_json: str) -> None:
 
 
 async def _register_artifacts(store: RunStore, run_id: str, run_dir: Path) -> None:
-    """List the adapter's files and the dev rankings (TREC run and qrels files) as the run's artifacts."""
-    for subdir, kind in ((ADAPTER_SUBDIR, "adapter"), (RANKINGS_DIR, "ranking")):
+    """List the adapter's files, the dev rankings (TREC run and qrels files) and the kept checkpoints'
+    files as the run's artifacts (checkpoints pruned since an earlier listing are forgotten)."""
+    await store.remove_artifacts(run_id, "checkpoint")
+    folders = [(ADAPTER_SUBDIR, "adapter"), (RANKINGS_DIR, "ranking")]
+    if (run_dir / CHECKPOINTS).is_dir():
+        folders += [(f"{CHECKPOINTS}/{p.name}", "checkpoint") for p in sorted((run_dir / CHECKPOINTS).iterdir())
+                    if p.is_dir() and p.name.startswith("step-")]
+    for subdir, kind in folders:
         folder = run_dir / subdir
         if not folder.is_dir():
             continue

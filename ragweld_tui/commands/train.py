@@ -2,8 +2,9 @@
 
 `--run` trains what `[train].kind` says: a reranker, or the agent (chat LoRA) as in `agent.toml`.
 
-Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled (Ctrl-C stops cooperatively after the
-current step; the run is recorded as cancelled, never left running).
+Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled (Ctrl-C or SIGINT stops cooperatively after
+the current step; the run is recorded as cancelled, never left running, with a checkpoint of that step:
+`--resume RUN_ID` continues it exactly and `promote RUN_ID` gates its best adapter).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from trainers.run_loop import ProgressUpdate, RunOutcome
 
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
+RESUMABLE = ("interrupted", "cancelled")  # a dead owner's run, or one paused by a cancel (it kept its checkpoint)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -197,9 +199,9 @@ async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
         raise UserError(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
     if run.status == "running":
         raise UserError(f"run {run_id} is running under process {run.owner_pid} on {run.owner_host}; "
-                        "only interrupted runs can be resumed")
-    if run.status != "interrupted":
-        raise UserError(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
+                        "only interrupted or cancelled runs can be resumed")
+    if run.status not in RESUMABLE:
+        raise UserError(f"run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed")
 
 
 def run_headless(args: argparse.Namespace) -> int:
