@@ -3,7 +3,7 @@
     python bench/tui_lag.py [--mode inprocess|external] [--views hud|cycle] [--steps 300] [--seconds 30]
                             [--size 80x24]
 
-`inprocess`: the app trains the embedded tiny model itself (the trainer's steps run in threads).
+`inprocess`: the app starts the run itself (a detached `--run` process, as the new-run form does).
 `external`: `ragweld-tui --run` trains in another process and the app only tails the store.
 The app runs headless (compositor and widgets included, no terminal writes) with its normal 0.5 s
 polling. `hud` keeps the metrics HUD on screen (someone watching a run); `cycle` switches view every
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -93,10 +94,9 @@ async def measure(mode: str, steps: int, seconds: float, size: tuple[int, int], 
         run = (await store.list_runs())[0]
         points = await store.series(run.id, "train/loss", 1)
         step = (points[-1].step or 0) if points else 0
-        app.registry.cancel_all()  # stop an in-process run and let it record its state
-        training = [w for w in app.workers if w.group == "train"]
-        if training:
-            await app.workers.wait_for_complete(training)
+        for started in app.launches:  # stop the TUI's training process (SIGINT: it records its state)
+            started.process.send_signal(signal.SIGINT)
+            await asyncio.to_thread(started.process.wait, 120)
     if proc is not None:
         proc.terminate()
         proc.wait(timeout=60)

@@ -1,8 +1,9 @@
 """The Textual application and its one factory, `make_app`, used by the CLI and the tests.
 
 The app owns the store connection (opened once, shared by every view), the lag probe, the run the
-views follow (`selected_run`) and the long actions (train, cancel, promote, rollback, delete),
-which run in workers and report back with `ActionDone` messages.
+views follow (`selected_run`) and the long actions (promote, rollback, delete), which run in workers
+and report back with `ActionDone` messages. Training runs in processes of its own (`launch`): the
+app starts them, watches them through the store and leaves them training when it quits.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 
-from ragweld_tui import operations
+from ragweld_tui import launch, operations
 from ragweld_tui.config import AppConfig, load_config
 from ragweld_tui.errors import UserError
 from ragweld_tui.lag import LagProbe
-from ragweld_tui.messages import ActionDone
+from ragweld_tui.messages import ActionDone, PauseAsked
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.confirm import ConfirmScreen
 from ragweld_tui.screens.help import HelpScreen
@@ -37,7 +38,7 @@ from store.events import RunKind
 from ragweld_tui.studio import Studio
 from store.settings import store_location
 
-DRAIN_TIMEOUT_S = 30.0  # on quit, how long cancelled in-process runs get to record their final state
+LAUNCH_POLL_S = 0.25  # how often a launch is checked (its process and its run in the store) while it lives
 
 
 class RagweldApp(App[None]):
@@ -72,7 +73,8 @@ class RagweldApp(App[None]):
         self.clock = clock
         self.lag_probe = LagProbe()
         self.probe_lag = probe_lag
-        self.registry = operations.TrainingRegistry()
+        self.launches: list[launch.Launch] = []  # the training processes started here (they outlive the app)
+        self.farewell = ""  # what quitting said about the runs that keep training
         self._store: RunStore | None = None
         self._store_error: str | None = None
         self._store_ready = asyncio.Event()
@@ -114,7 +116,6 @@ class RagweldApp(App[None]):
 
     async def on_unmount(self) -> None:
         self.lag_probe.stop()
-        self.registry.cancel_all()
         store, self._store = self._store, None
         self._store_error = "the store is closed"
         if store is not None:
@@ -138,26 +139,16 @@ class RagweldApp(App[None]):
         self.push_screen(HelpScreen(name, rows, screen.HELP or ""))
 
     async def action_quit(self) -> None:
-        """Quit; when a run trains in this process, confirm first (quitting cancels it)."""
-        if not self.registry.active:
-            self.exit()
-            return
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.registry.cancel_all()
-                self.run_worker(self._drain_and_exit(), group="quit")
-
-        self.push_screen(ConfirmScreen("A run is training in this process. Quit and cancel it?"), answer)
-
-    async def _drain_and_exit(self) -> None:
-        """Wait for the cancelled in-process runs' workers to record their final state, then exit (a
-        trainer stuck in a step longer than DRAIN_TIMEOUT_S is left to the store's stale-run check)."""
-        training = [worker for worker in self.workers if worker.group == "train"]
-        if training:  # (an empty list would mean every worker, this one included)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.workers.wait_for_complete(training), DRAIN_TIMEOUT_S)
-        self.exit()
+        """Quit; runs keep training in their own processes, and the last line says so."""
+        try:
+            training = len(await (await self.get_store()).list_runs(status="running"))
+        except StoreError:
+            training = 0
+        if training:
+            self.farewell = (f"{training} run{'s' if training > 1 else ''} keep{'' if training > 1 else 's'} "
+                             "training; reopen ragweld-tui to watch them")
+            self.notices.append(f"information: {self.farewell}")
+        self.exit(message=self.farewell or None)
 
     def action_lag(self) -> None:
         """Show the event loop's lag percentiles (the lag probe)."""
@@ -168,32 +159,75 @@ class RagweldApp(App[None]):
     # -- long actions (workers post ActionDone) ---------------------------------------------------
 
     def start_run(self, config: AppConfig, resume_run_id: str | None = None) -> None:
-        """Train a run in this process (thread-heavy work happens inside the trainer)."""
-        self.run_worker(self._train(config, resume_run_id), group="train", exit_on_error=False)
-        self.notify("Resuming run…" if resume_run_id else f"Starting run {config.train.name}…")
+        """Start a training process for the config (or resuming a run) and watch it through the store."""
+        self.run_worker(self._launch(config, resume_run_id), group="train", exit_on_error=False)
+        self.notify(f"Resuming run {resume_run_id}…" if resume_run_id else f"Starting run {config.train.name}…")
 
-    async def _train(self, config: AppConfig, resume_run_id: str | None) -> None:
+    async def _launch(self, config: AppConfig, resume_run_id: str | None) -> None:
+        """Worker: spawn the detached `--run` process, then follow it until it exits: say when its run
+        appears in the store, and how it ended (or, when it died before making a run, its last line)."""
         try:
             store = await self.get_store()
-            run_id = await operations.train(config, store, self.registry, resume_run_id)
-            run = await store.get_run(run_id)
-            self.post_message(ActionDone(f"Run {run.name} ({run_id}) ended: {run.status}",
-                                         "information" if run.status == "completed" else "warning"))
-            self.registry.forget(run_id)
-        except (UserError, StoreError) as exc:
-            self.post_message(ActionDone(str(exc), "warning"))
-        except Exception as exc:  # a trainer bug must not take the UI down; the run is marked by the trainer
-            self.post_message(ActionDone(f"training failed: {type(exc).__name__}: {exc}", "error"))
+            started = await asyncio.to_thread(launch.spawn_run, config, self.db_path, store.runs_root,
+                                              resume_run_id)
+        except (StoreError, OSError, ValueError) as exc:
+            self.post_message(ActionDone(f"cannot start the run: {exc}", "error"))
+            return
+        self.launches.append(started)
+        run: RunRecord | None = None
+        while True:
+            code = started.process.poll()  # also reaps the child when it is done
+            if run is None:
+                with contextlib.suppress(StoreError):
+                    run = next((r for r in await store.list_runs() if started.is_its_run(r)), None)
+                    if run is not None:
+                        self.selected_run = run.id
+                        self.post_message(ActionDone(f"Run {run.name} ({run.id}) is training in process "
+                                                     f"{started.pid}; output in {started.log}"))
+            if code is not None:
+                break
+            await asyncio.sleep(LAUNCH_POLL_S)
+        if run is None:
+            self.post_message(ActionDone(f"the run process {started.pid} exited ({code}) before "
+                                         f"{'resuming' if resume_run_id else 'creating'} the run: "
+                                         f"{started.last_log_line()} (log {started.log})", "error"))
+            return
+        with contextlib.suppress(StoreError):
+            run = await store.get_run(run.id)
+        self.post_message(ActionDone(f"Run {run.name} ({run.id}) ended: {run.status}",
+                                     "information" if run.status == "completed" else "warning"))
 
     def resume_run(self, run: RunRecord) -> None:
-        """Resume an interrupted run with its own stored config."""
+        """Resume an interrupted or cancelled (paused) run with its own stored config, in a new process."""
         self.start_run(operations.config_for_run(run, self.config), resume_run_id=run.id)
 
+    def ask_to_pause(self, run: RunRecord) -> None:
+        """Confirm, then pause a run; the question says which step its checkpoint will keep."""
+        self.run_worker(self._last_step(run), group="pause", exit_on_error=False)
+
+    async def _last_step(self, run: RunRecord) -> None:
+        """Worker: the run's last recorded step (for the question); posts PauseAsked."""
+        step = None
+        with contextlib.suppress(StoreError):
+            points = await (await self.get_store()).series(run.id, "train/loss", 1)
+            step = points[-1].step if points else 0
+        self.post_message(PauseAsked(run, step))
+
+    @on(PauseAsked)
+    def _pause_asked(self, message: PauseAsked) -> None:
+        run = message.run
+        where = "" if message.step is None else f" (step {message.step} done)"
+        question = (f"Pause run {run.name} ({run.id})? It stops after the current step{where} and keeps its "
+                    "checkpoint there; r resumes it, p promotes its best adapter.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.cancel_run(run)
+
+        self.push_screen(ConfirmScreen(question, title="Pause run"), answer)
+
     def cancel_run(self, run: RunRecord) -> None:
-        """Stop a run: its cancel flag when it trains here, SIGINT to its process on this host otherwise."""
-        if self.registry.cancel(run.id):
-            self.notify(f"Cancelling {run.name}…")
-            return
+        """Pause a run: SIGINT to its process (on this host), which stops after the current step."""
         try:
             self.notify(operations.cancel_foreign(run))
         except UserError as exc:

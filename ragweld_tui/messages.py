@@ -177,6 +177,15 @@ class ActionDone(Message):
         self.refresh = refresh
 
 
+class PauseAsked(Message):
+    """The runs list asked to pause a run; `step` is the last step it recorded (for the question)."""
+
+    def __init__(self, run: RunRecord, step: int | None) -> None:
+        super().__init__()
+        self.run = run
+        self.step = step
+
+
 class GateDecided(Message):
     """The promotion gate's dry-run answer for a run (or why it could not be computed), so the
     runs list can ask for confirmation with the figures in front of the user."""

@@ -1,8 +1,9 @@
-"""Bridges from the TUI to the trainers: start, resume, cancel, promote and roll back runs.
+"""Bridges from the TUI to the trainers: cancel, promote and roll back runs (training itself runs in
+its own process, started by `ragweld_tui.launch`).
 
-The trainers' public, typed functions are called directly. `trainers.run_loop` and
-`trainers.promotion` import no ML framework at module level (torch or mlx load inside the
-training threads), so importing them here keeps the UI free of torch, mlx and transformers.
+The trainers' public, typed functions are called directly. `trainers.promotion` imports no ML
+framework at module level (torch or mlx load inside its threads), so importing it here keeps the UI
+free of torch, mlx and transformers.
 The lower layers' input errors (a bad data file, a missing model) become `UserError`s: one line.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 from pathlib import Path
 
 from ragweld_tui.commands.common import user_errors
@@ -19,56 +19,8 @@ from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.errors import UserError
 from store import RunRecord, RunStore
 from store.events import RunKind
-from trainers import promotion, run_loop
+from trainers import promotion
 from trainers.promotion import GateDecision, PromotionRefused
-
-class TrainingRegistry:
-    """Cancel flags of the runs training in this process, by run id (plain state, no widgets)."""
-
-    def __init__(self) -> None:
-        self._cancels: dict[str, threading.Event] = {}
-        self.active = 0
-
-    def register(self, run_id: str, cancel: threading.Event) -> None:
-        """Remember the cancel flag of a run started here."""
-        self._cancels[run_id] = cancel
-
-    def forget(self, run_id: str | None) -> None:
-        """Drop a finished run's flag."""
-        if run_id is not None:
-            self._cancels.pop(run_id, None)
-
-    def owns(self, run_id: str) -> bool:
-        """Whether the run trains in this process."""
-        return run_id in self._cancels
-
-    def cancel(self, run_id: str) -> bool:
-        """Ask an in-process run to stop; False when it is not ours."""
-        event = self._cancels.get(run_id)
-        if event is None:
-            return False
-        event.set()
-        return True
-
-    def cancel_all(self) -> None:
-        """Ask every in-process run to stop (on quit)."""
-        for event in self._cancels.values():
-            event.set()
-
-
-async def train(config: AppConfig, store: RunStore, registry: TrainingRegistry,
-                resume_run_id: str | None = None) -> str:
-    """Run the trainer of the config's kind in this process; returns the run id when it ends."""
-    cancel = threading.Event()
-    registry.active += 1
-    try:
-        with user_errors():  # a bad data file is the user's mistake: one line, not a crash
-            outcome = await run_loop.run_for_config(
-                config, store, cancel, resume_run_id=resume_run_id,
-                on_run_created=lambda run_id: registry.register(run_id, cancel))
-        return outcome.run_id
-    finally:
-        registry.active -= 1
 
 
 def config_for_run(run: RunRecord, fallback: AppConfig) -> AppConfig:
@@ -82,11 +34,12 @@ def config_for_run(run: RunRecord, fallback: AppConfig) -> AppConfig:
 
 
 def cancel_foreign(run: RunRecord) -> str:
-    """Interrupt a run owned by another process on this host with SIGINT; returns what happened."""
+    """Pause a run: SIGINT to its process on this host, which stops after the current step, keeping a
+    checkpoint of it (as Ctrl-C does headless); returns what happened."""
     if run.owner_pid is None or run.owner_host != socket.gethostname():
         raise UserError(f"run {run.id} trains on {run.owner_host or 'an unknown host'}; cancel it there")
     if run.owner_pid == os.getpid():
-        raise UserError(f"run {run.id} belongs to this process but has no cancel flag")
+        raise UserError(f"run {run.id} belongs to this process; it cannot be signalled")
     try:
         os.kill(run.owner_pid, signal.SIGINT)
     except ProcessLookupError:

@@ -193,20 +193,21 @@ class RunsScreen(AppScreen[None]):
         self.app.push_screen(ConfirmScreen(question), answer)
 
     def action_cancel_run(self) -> None:
-        """Cancel the running run under the cursor (after confirmation)."""
+        """Pause the running run under the cursor (after confirmation): it keeps its checkpoint."""
         if (run := self._need_run()) is None:
             return
         if run.status not in ("running", "queued"):
             self.notify(f"{run.name} is {run.status}; only running runs can be cancelled.", severity="warning")
             return
-        self._confirm(f"Cancel run {run.name} ({run.id})?", lambda: self.ragweld_app.cancel_run(run))
+        self.ragweld_app.ask_to_pause(run)
 
     def action_resume_run(self) -> None:
-        """Resume an interrupted run in this process."""
+        """Resume an interrupted or cancelled (paused) run in a new training process."""
         if (run := self._need_run()) is None:
             return
-        if run.status != "interrupted":
-            self.notify(f"{run.name} is {run.status}; only interrupted runs can be resumed.", severity="warning")
+        if run.status not in ("interrupted", "cancelled"):
+            self.notify(f"{run.name} is {run.status}; only interrupted or cancelled runs can be resumed.",
+                        severity="warning")
             return
         self.ragweld_app.resume_run(run)
 
@@ -218,8 +219,9 @@ class RunsScreen(AppScreen[None]):
 
     def check_gate(self, run: RunRecord, force: bool) -> None:
         """Compute the gate's dry-run answer in a worker; `_gate_decided` shows the dialog."""
-        if run.status != "completed":
-            self.notify(f"{run.name} is {run.status}; only completed runs can be promoted.", severity="warning")
+        if run.status not in ("completed", "cancelled"):
+            self.notify(f"{run.name} is {run.status}; only completed or cancelled runs can be promoted.",
+                        severity="warning")
             return
         self.notify(f"Checking the promotion gate for {run.name}…")
         self._decide(run, force)

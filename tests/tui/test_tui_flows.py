@@ -19,7 +19,6 @@ from store import RunStore
 from tests.tui.conftest import fixed_app, screen_text, settle
 from tests.tui.fixture_db import RUN_A, RUN_B, RUN_C
 from trainers.promotion import GateDecision, PromotionRefused
-from trainers.run_loop import RunOutcome
 
 
 async def press(pilot, *keys: str) -> None:
@@ -281,18 +280,28 @@ async def test_inspector_shows_a_refused_verdict_with_its_figures(fixture_db: Pa
 
 
 async def test_cancel_routes_to_the_owner(fixture_db: Path, app_config) -> None:
+    import socket
+    import subprocess
+    import sys
+
     app = fixed_app(fixture_db, app_config)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await press(pilot, "down", "x")  # a failed run cannot be cancelled
         assert "only running runs can be cancelled" in app.notices[-1]
-        import threading
-
-        flag = threading.Event()
-        app.registry.register(RUN_C, flag)
-        run = next(r for r in app.screen.runs if r.id == RUN_C)
-        app.cancel_run(run)
-        assert flag.is_set()
+        # The run's owner is another process (a detached run): it gets SIGINT, as Ctrl-C headless.
+        owner = subprocess.Popen([sys.executable, "-c", "import sys, time\nprint('ready', flush=True)\n"
+                                  "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    sys.exit(130)"],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+            run = next(r for r in app.screen.runs if r.id == RUN_C)
+            app.cancel_run(run.model_copy(update={"owner_pid": owner.pid, "owner_host": socket.gethostname()}))
+            assert owner.wait(timeout=30) == 130
+            assert f"sent SIGINT to process {owner.pid}" in app.notices[-1]
+        finally:
+            owner.kill()
+            owner.wait()
 
 
 async def test_hud_overlay_and_chart_cycling(fixture_db: Path, app_config) -> None:
@@ -358,39 +367,3 @@ async def test_an_unreadable_store_is_reported(tmp_path: Path, app_config) -> No
         assert "cannot open the store" in app.notices[-1]
         await press(pilot, "2", "3", "1")
         assert "No runs yet" in screen_text(app)
-
-
-async def test_quit_with_a_run_training_here_asks_and_cancels_it(fixture_db: Path, app_config, monkeypatch) -> None:
-    import asyncio
-    import threading
-
-    cancelled = threading.Event()
-    order: list[str] = []
-
-    async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.Event, resume_run_id=None,
-                             on_run_created=None, **_: object) -> RunOutcome:
-        # A trainer that only waits for its cancel flag (the real one needs seconds to start), then
-        # takes a moment to record its final state, as the real one does.
-        on_run_created("r20990101-000000-00000000")
-        while not cancel.is_set():
-            await asyncio.sleep(0.01)
-        cancelled.set()
-        await asyncio.sleep(0.2)
-        order.append("run recorded")
-        return RunOutcome("r20990101-000000-00000000", "cancelled", "mrr@10")
-
-    monkeypatch.setattr("trainers.run_loop.run_for_config", run_for_config)
-    app = fixed_app(fixture_db, app_config)
-    exit_app = app.exit
-    app.exit = lambda *args, **kwargs: (order.append("exit"), exit_app(*args, **kwargs))  # type: ignore[method-assign]
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        app.start_run(app.config)
-        await pilot.pause()
-        await press(pilot, "q")
-        assert isinstance(app.screen, ConfirmScreen) and "Quit and cancel it?" in screen_text(app)
-        await press(pilot, "n")
-        assert app.is_running and not cancelled.is_set()
-        await pilot.press("q", "y")
-        await app.workers.wait_for_complete()
-    assert cancelled.is_set() and order == ["run recorded", "exit"]  # quitting waited for the run's worker

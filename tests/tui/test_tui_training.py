@@ -1,5 +1,5 @@
-"""End-to-end flows with the real trainer and the embedded tiny model: start a run from the form and
-watch its metrics arrive, cancel it, promote a finished run, and score in the debug prompt."""
+"""End-to-end flows with the real trainer and the embedded tiny model: start a run from the form (its
+own process) and watch its metrics arrive, pause it, promote a finished run, and score in the debug prompt."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_start_watch_and_cancel_a_run(tmp_path: Path) -> None:
             steps = re.search(r"step (\d+)/400", text)
             return "tui-run" in text and "· running" in text and steps is not None and int(steps.group(1)) >= 3
 
-        text = await wait_until(pilot, live, "metrics of the live run in the HUD")
+        text = await wait_until(pilot, live, "metrics of the live run in the HUD", attempts=600)
         assert "train loss" in text
         lag = app.lag_probe.summary()
         print(f"event-loop lag while training: {lag}")
@@ -70,10 +70,11 @@ async def test_start_watch_and_cancel_a_run(tmp_path: Path) -> None:
         assert run is not None and run.name == "tui-run" and run.status == "running"
         await pilot.press("x")
         await settle(pilot)
+        assert "keeps its checkpoint" in screen_text(app)
         await pilot.press("y")
-        await wait_until(pilot, lambda t: "cancelled" in t, "the run cancelled")
-        await app.workers.wait_for_complete()
-        assert table.row_count == 1 and not app.registry.active
+        await wait_until(pilot, lambda t: "cancelled" in t, "the run cancelled", attempts=600)
+        await app.workers.wait_for_complete()  # the launch's watcher ends with its process
+        assert table.row_count == 1 and all(started.process.poll() == 130 for started in app.launches)
         assert any("ended: cancelled" in n for n in app.notices)
 
 
@@ -84,7 +85,7 @@ async def test_promote_a_finished_run_and_score_in_the_prompt(tmp_path: Path) ->
         await settle(pilot)
         app.start_run(config)
         await settle(pilot)
-        await wait_until(pilot, lambda t: "completed" in t, "the run completed")
+        await wait_until(pilot, lambda t: "completed" in t, "the run completed", attempts=1200)
         await pilot.press("P")
         await settle(pilot)
         await pilot.press("y")
