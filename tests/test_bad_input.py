@@ -302,7 +302,7 @@ CASES: dict[str, Case] = {
     # -- promote and rollback ---------------------------------------------------------------------
     "promote unknown run": Case(with_config("promote", UNKNOWN), UNKNOWN),
     "promote malformed id": Case(with_config("promote", "nope"), "run id"),
-    "promote an interrupted run": Case(with_config("promote", "CUT"), "only completed runs"),
+    "promote an interrupted run": Case(with_config("promote", "CUT"), "only completed or cancelled"),
     "promote a damaged version folder": Case(with_config("promote", "DONE", "--force"), "cannot be installed",
                                              _damage_version),
     "rollback with nothing promoted": Case(with_config("rollback"), "nothing to roll back"),

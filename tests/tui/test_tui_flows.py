@@ -172,7 +172,7 @@ async def test_promote_and_rollback_through_the_real_gate(fixture_db: Path, tmp_
         await press(pilot, "enter", "left_square_bracket", "left_square_bracket")  # the inspector's Promotion tab
         assert "(latest of 2 verdicts)" in screen_text(app) and "not promoted (forced" not in screen_text(app)
         await press(pilot, "escape", "up", "r")  # a completed run is not resumed
-        assert "only interrupted runs can be resumed" in app.notices[-1]
+        assert "only interrupted or cancelled runs can be resumed" in app.notices[-1]
         await press(pilot, "b", "y")
         assert "Rolled back: now serving the base model" in app.notices[-1]
         await press(pilot, "b", "y")
@@ -230,7 +230,7 @@ async def test_promote_dialog_shows_every_figure_and_forces(fixture_db: Path, ap
         await press(pilot, "b", "y")
         assert f"Rolled back: now serving run {RUN_A}" in app.notices[-1]
         await press(pilot, "up", "up", "p")  # an interrupted run cannot be promoted
-        assert "only completed runs can be promoted" in app.notices[-1]
+        assert "only completed or cancelled runs can be promoted" in app.notices[-1]
     assert calls == [("decide", RUN_B, False), ("promote", RUN_B, False), ("decide", RUN_B, False),
                      ("decide", RUN_B, True), ("promote", RUN_B, True), ("decide", RUN_B, False),
                      ("rollback", "reranker")]
@@ -290,8 +290,9 @@ async def test_cancel_routes_to_the_owner(fixture_db: Path, app_config) -> None:
         await press(pilot, "down", "x")  # a failed run cannot be cancelled
         assert "only running runs can be cancelled" in app.notices[-1]
         # The run's owner is another process (a detached run): it gets SIGINT, as Ctrl-C headless.
-        owner = subprocess.Popen([sys.executable, "-c", "import sys, time\nprint('ready', flush=True)\n"
-                                  "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    sys.exit(130)"],
+        owner = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                  "signal.signal(signal.SIGINT, lambda *_: sys.exit(130))\n"
+                                  "print('ready', flush=True)\ntime.sleep(60)"],
                                  stdout=subprocess.PIPE, text=True)
         try:
             assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
