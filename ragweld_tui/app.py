@@ -48,10 +48,10 @@ class RagweldApp(App[None]):
     MODES = {"runs": RunsScreen, "metrics": MetricsScreen, "scatter": ScatterScreen, "repl": ReplScreen}
     DEFAULT_MODE = "runs"
     BINDINGS = [
-        Binding("1", "switch_mode('runs')", "Runs"),
-        Binding("2", "switch_mode('metrics')", "Metrics"),
-        Binding("3", "switch_mode('scatter')", "Scatter"),
-        Binding("4", "switch_mode('repl')", "Prompt"),
+        Binding("1", "view('runs')", "Runs"),
+        Binding("2", "view('metrics')", "Metrics"),
+        Binding("3", "view('scatter')", "Scatter"),
+        Binding("4", "view('repl')", "Prompt"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("f12", "lag", "Loop lag", show=False),
@@ -121,6 +121,17 @@ class RagweldApp(App[None]):
             await store.close()
 
     # -- app-wide keys ----------------------------------------------------------------------------
+
+    async def action_view(self, mode: str) -> None:
+        """Show a view (1-4) from anywhere: from a drill-down of the same view (inspector, diff) back to
+        the view itself; the view then takes the keyboard again (the prompt focuses its input)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        else:
+            while len(self.screen_stack) > 1:
+                await self.pop_screen()
+        if isinstance(screen := self.screen, AppScreen):
+            screen.view_shown()
 
     def action_help(self) -> None:
         """Show every key active here, with what it does."""

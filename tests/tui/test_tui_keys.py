@@ -1,0 +1,99 @@
+"""Pilot tests of the keys themselves: every advertised key does something, typing never runs a
+command, the view keys work from drill-downs, and lists move the way lazygit/k9s users expect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragweld_tui.screens.diff import DiffScreen
+from ragweld_tui.screens.inspector import InspectorScreen
+from ragweld_tui.screens.repl import ReplScreen
+from ragweld_tui.screens.runs import RunsScreen
+from ragweld_tui.widgets.history_input import HistoryInput
+from tests.tui.conftest import fixed_app, screen_text, settle
+
+
+async def press(pilot, *keys: str) -> None:
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+async def test_typing_in_the_prompt_after_leaving_it_never_quits(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "4", "escape", "4")
+        prompt = app.screen.query_one(HistoryInput)
+        assert prompt.has_focus  # re-entering the prompt focuses it
+        await press(pilot, "escape", *"quick")  # even unfocused, letters type instead of running commands
+        assert app.is_running and isinstance(app.screen, ReplScreen)
+        assert prompt.has_focus and prompt.value == "quick"
+        await press(pilot, "1", "4")  # leaving the view and coming back focuses the prompt too
+        assert app.screen.query_one(HistoryInput).has_focus
+
+
+async def test_view_keys_leave_drill_downs(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, InspectorScreen)
+        await press(pilot, "1")
+        assert isinstance(app.screen, RunsScreen)
+        await press(pilot, "space", "down", "c")
+        assert isinstance(app.screen, DiffScreen)
+        await press(pilot, "1")
+        assert isinstance(app.screen, RunsScreen)
+
+
+# Keys from the runs list (cursor on the newest run) to each screen whose key bar is walked.
+SCREENS: dict[str, list[str]] = {
+    "runs": [],
+    "inspector": ["down", "down", "down", "enter"],
+    "diff": ["down", "down", "down", "space", "up", "c"],
+    "metrics": ["down", "down", "down", "2"],
+    "scatter": ["down", "down", "down", "3"],
+    "prompt": ["4", "escape"],
+    "help": ["question_mark"],
+    "confirm": ["down", "d"],
+    "picker": ["enter", "c"],
+}
+
+
+# Keys allowed to change nothing here: the key of the view already shown, escape on an unfocused
+# prompt, and the HUD's next-chart key, which cycles charts only in the compact layout.
+NO_OP_ALLOWED = {"runs": {"1"}, "metrics": {"2", "v"}, "scatter": {"3"}, "prompt": {"4", "escape"}}
+
+
+def state(app) -> tuple[object, ...]:
+    """What a key can change: the screen stack, the focus, the notices and what the screen shows."""
+    return (app.current_mode, tuple(type(s).__name__ for s in app.screen_stack), app.focused, len(app.notices),
+            screen_text(app))
+
+
+async def advertised(name: str, fixture_db: Path, app_config) -> list[str]:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, *SCREENS[name])
+        return sorted({key for key, b in app.screen.active_bindings.items() if b.binding.show and b.binding.description})
+
+
+@pytest.mark.parametrize("name", list(SCREENS))
+async def test_every_advertised_key_does_something(name: str, fixture_db: Path, app_config) -> None:
+    keys = await advertised(name, fixture_db, app_config)
+    assert keys, f"{name} advertises no keys"
+    idle = []
+    for key in keys:
+        app = fixed_app(fixture_db, app_config)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await press(pilot, *SCREENS[name])
+            before = state(app)
+            await press(pilot, key)  # an exception in a handler fails the test here
+            if app.is_running and state(app) == before and key not in NO_OP_ALLOWED.get(name, set()):
+                idle.append(key)
+    assert not idle, f"on {name}, these advertised keys did nothing: {idle}"
