@@ -11,14 +11,16 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
+from textual.screen import Screen
 
 from ragweld_tui import operations
 from ragweld_tui.config import AppConfig, load_config
@@ -132,6 +134,21 @@ class RagweldApp(App[None]):
                 await self.pop_screen()
         if isinstance(screen := self.screen, AppScreen):
             screen.view_shown()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette (ctrl+p) offers every keyed action of the screen too, named as in the key bar."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding, node = active.binding, active.node
+            if not binding.description or binding.action in seen or binding.action == "command_palette":
+                continue
+            seen.add(binding.action)
+
+            async def run(action: str = binding.action, target: Any = node) -> None:
+                await self.run_action(action, target)
+
+            yield SystemCommand(binding.description, f"key {self.get_key_display(binding)}", run)
 
     def action_help(self) -> None:
         """Show every key active here, with what it does."""

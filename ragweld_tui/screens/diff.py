@@ -15,6 +15,7 @@ from ragweld_tui.format import config_diff, format_value, metric_deltas
 from ragweld_tui.messages import DiffData, DiffLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.nav import NavTable
 from store import RunRecord, StoreError
 
 
@@ -53,9 +54,9 @@ class DiffScreen(AppScreen[None]):
         yield Static(f"Diff {self.a} → {self.b}", id="diff-title", classes="view-title", markup=False)
         with Vertical(id="diff-body"):
             yield Static("Metrics (Δ = B − A; ▲ better, ▼ worse for the metric's goal)", classes="section-title")
-            yield DataTable(id="metrics-diff", cursor_type="row")
+            yield NavTable[Text | str](id="metrics-diff", cursor_type="row")
             yield Static("Config differences", classes="section-title")
-            yield DataTable(id="config-diff", cursor_type="row")
+            yield NavTable[str](id="config-diff", cursor_type="row")
         yield KeyBar()
 
     def on_mount(self) -> None:

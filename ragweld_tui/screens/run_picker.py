@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 
 from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.nav import NavOptionList
 from store import RunRecord
 
 
@@ -30,7 +31,7 @@ class RunPickerScreen(AppModalScreen[str | None]):
             yield Static(self.prompt, classes="dialog-title")
             if self.runs:
                 options = [Option(Text(f"{r.name}  {r.id}  {r.status}"), id=r.id) for r in self.runs]
-                yield OptionList(*options, id="picker")
+                yield NavOptionList(*options, id="picker")
             else:
                 yield Static("No other runs in the store.")
         yield KeyBar()

@@ -56,9 +56,9 @@ class RunsScreen(AppScreen[None]):
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("m", "show('metrics')", "HUD"),
-        Binding("g", "show('scatter')", "Scatter"),
+        Binding("v", "show('scatter')", "Scatter"),
         Binding("s", "sort", "Sort"),
-        Binding("k", "kind_filter", "Kind"),
+        Binding("t", "kind_filter", "Type"),
         Binding("f", "status_filter", "Status"),
     ]
 

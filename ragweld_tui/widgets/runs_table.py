@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from ragweld_tui.format import ALARM_MARK, SERVING_MARK, format_value, metric_cell, short_model, status_cell
+from ragweld_tui.widgets.nav import NavTable
 from store import RunRecord
 
 STATUS_STYLE = {"running": "bold green", "completed": "", "failed": "red", "cancelled": "yellow",
@@ -36,7 +36,7 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool
     return (mark, run.name[:16], run.id[-8:], run.kind, status, values)
 
 
-class RunsTable(DataTable[Text | str]):
+class RunsTable(NavTable[Text | str]):
     """A row-cursor DataTable of runs keyed by run id."""
 
     def __init__(self, *, id: str | None = None) -> None:

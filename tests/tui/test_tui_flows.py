@@ -76,7 +76,7 @@ async def test_sort_filter_mark_and_compare(fixture_db: Path, app_config) -> Non
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunsTable)
-        await press(pilot, "k")  # kind: reranker
+        await press(pilot, "t")  # kind (type): reranker
         assert table.row_count == 3 and "kind reranker" in screen_text(app)
         await press(pilot, "f", "f")  # status: running, then completed
         assert table.row_count == 2

@@ -12,7 +12,10 @@ from ragweld_tui.screens.inspector import InspectorScreen
 from ragweld_tui.screens.repl import ReplScreen
 from ragweld_tui.screens.runs import RunsScreen
 from ragweld_tui.widgets.history_input import HistoryInput
+from ragweld_tui.widgets.nav import NavOptionList
+from ragweld_tui.widgets.runs_table import RunsTable
 from tests.tui.conftest import fixed_app, screen_text, settle
+from tests.tui.fixture_db import RUN_A
 
 
 async def press(pilot, *keys: str) -> None:
@@ -97,3 +100,41 @@ async def test_every_advertised_key_does_something(name: str, fixture_db: Path, 
             if app.is_running and state(app) == before and key not in NO_OP_ALLOWED.get(name, set()):
                 idle.append(key)
     assert not idle, f"on {name}, these advertised keys did nothing: {idle}"
+
+
+async def test_lists_move_with_j_k_g_and_G(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(RunsTable)
+        await press(pilot, "G")
+        assert table.cursor_row == 3 and table.selected_id == RUN_A
+        await press(pilot, "g")
+        assert table.cursor_row == 0
+        await press(pilot, "j", "j", "k")
+        assert table.cursor_row == 1
+        await press(pilot, "end")
+        assert table.cursor_row == 3
+        await press(pilot, "home")
+        assert table.cursor_row == 0
+        await press(pilot, "t")  # the kind (type) filter moved off k
+        assert app.screen.kind == "reranker" and table.row_count == 3
+        await press(pilot, "G", "enter", "c")  # the run picker moves the same way
+        picker = app.screen.query_one(NavOptionList)
+        await press(pilot, "G")
+        assert picker.highlighted == picker.option_count - 1
+        await press(pilot, "g")
+        assert picker.highlighted == 0
+        await press(pilot, "j")
+        assert picker.highlighted == 1
+
+
+async def test_the_command_palette_reaches_every_keyed_action(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert {"Type", "Status", "Sort", "Scatter", "Delete", "Rollback", "Metrics"} <= set(commands)
+        await commands["Type"].callback()
+        await settle(pilot)
+        assert app.screen.kind == "reranker"
