@@ -14,17 +14,20 @@ from textual.notifications import SeverityLevel
 
 from backends.catalog import CatalogEntry
 from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint, ServerRecord
+from store.reads import RunProgress
 from trainers.promotion import GateDecision
 
 
 class RunsLoaded(Message):
     """The whole runs list and the serving (or recently gone) HTTP servers, read at `now` (epoch s)."""
 
-    def __init__(self, runs: list[RunRecord], now: float, servers: list[ServerRecord]) -> None:
+    def __init__(self, runs: list[RunRecord], now: float, servers: list[ServerRecord],
+                 progress: dict[str, RunProgress] | None = None) -> None:
         super().__init__()
         self.runs = runs
         self.now = now
         self.servers = servers
+        self.progress = progress or {}
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsLoaded)

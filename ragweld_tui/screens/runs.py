@@ -8,7 +8,7 @@ from collections.abc import Callable
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from ragweld_tui import operations
 from ragweld_tui.config import AppConfig
@@ -16,11 +16,13 @@ from ragweld_tui.errors import UserError
 from ragweld_tui.format import (
     ALARM_MARK,
     KIND_FILTERS,
+    SORT_DIRECTIONS,
     SORT_KEYS,
     STATUS_FILTERS,
     cycle,
     filter_runs,
     format_value,
+    match_runs,
     server_line,
     short_model,
     sort_runs,
@@ -36,6 +38,7 @@ from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.runs_table import RunsTable
 from ragweld_tui.widgets.status_line import StatusLine
 from store import RunRecord, ServerRecord, StoreError
+from store.reads import RunProgress
 
 WIDE_AT = 120
 
@@ -43,7 +46,9 @@ WIDE_AT = 120
 class RunsScreen(AppScreen[None]):
     """A table of runs refreshed from the store every poll interval while visible."""
 
-    HELP = "Space marks a run; `c` then compares the marked run with the one under the cursor."
+    HELP = ("Space marks a run; `c` then compares the marked run with the one under the cursor. "
+            "`/` filters by text (name, id or base model; enter keeps it, escape clears it); "
+            "`s` cycles the sort key and `S` reverses it.")
     BINDINGS = [
         Binding("enter", "inspect", "Inspect", show=False),
         Binding("n", "new_run", "New"),
@@ -58,8 +63,11 @@ class RunsScreen(AppScreen[None]):
         Binding("m", "show('metrics')", "HUD"),
         Binding("v", "show('scatter')", "Scatter"),
         Binding("s", "sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("slash", "text_filter", "Filter"),
         Binding("t", "kind_filter", "Type"),
         Binding("f", "status_filter", "Status"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self) -> None:
@@ -68,6 +76,9 @@ class RunsScreen(AppScreen[None]):
         self.servers: list[ServerRecord] = []
         self.now = 0.0
         self.sort_key = SORT_KEYS[0]
+        self.reverse = False
+        self.text = ""
+        self.progress: dict[str, RunProgress] = {}
         self.kind: str | None = None
         self.status: str | None = None
         self.marked: str | None = None
@@ -76,6 +87,8 @@ class RunsScreen(AppScreen[None]):
         yield StatusLine("", id="runs-title", classes="view-title")
         yield StatusLine("", id="servers")
         yield RunsTable(id="runs-table")
+        yield Input(placeholder="filter: name, id or base model (enter keeps, escape clears)", id="runs-filter",
+                    compact=True)
         yield StatusLine("", id="run-detail", classes="detail-line")
         yield KeyBar()
 
@@ -99,13 +112,15 @@ class RunsScreen(AppScreen[None]):
             await store.mark_stale_runs()
             runs = await store.list_runs()
             servers = await store.list_servers()
+            progress = await store.progress()
         except StoreError:
             return
-        self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers))
+        self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers, progress))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
         self.runs, self.now, self.servers = message.runs, message.now, message.servers
+        self.progress = message.progress
         self._render_servers()
         self._render_runs()
 
@@ -119,16 +134,21 @@ class RunsScreen(AppScreen[None]):
         self._render_runs()
 
     def visible_runs(self) -> list[RunRecord]:
-        """The runs after the kind/status filters, in the chosen order."""
-        return sort_runs(filter_runs(self.runs, self.kind, self.status), self.sort_key)
+        """The runs after the text, kind and status filters, in the chosen order."""
+        runs = match_runs(filter_runs(self.runs, self.kind, self.status), self.text)
+        return sort_runs(runs, self.sort_key, self.reverse)
 
     def _render_runs(self) -> None:
         runs = self.visible_runs()
         table = self.query_one(RunsTable)
         served = frozenset(s.adapter_run_id for s in self.servers if s.state == "serving" and s.adapter_run_id)
-        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT, served)
-        title = (f"Runs · {len(runs)} of {len(self.runs)} · sort {self.sort_key} · kind {self.kind or 'all'}"
-                 f" · status {self.status or 'all'}")
+        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT, served,
+                   self.progress)
+        direction = SORT_DIRECTIONS[self.sort_key][self.reverse]
+        title = (f"Runs · {len(runs)} of {len(self.runs)} · sort {self.sort_key}, {direction}"
+                 f" · kind {self.kind or 'all'} · status {self.status or 'all'}")
+        if self.text:
+            title += f" · “{self.text}”"
         if self.marked:
             title += f" · marked {self.marked[-8:]}"
         self.query_one("#runs-title", StatusLine).show(title)
@@ -136,7 +156,10 @@ class RunsScreen(AppScreen[None]):
 
     def _render_detail(self) -> None:
         run = self.current_run()
-        text = "No runs yet: press n to start one." if run is None else (
+        hidden = len(self.runs) - len(self.visible_runs())
+        empty = (f"No runs match the filter ({hidden} of {len(self.runs)} hidden)." if hidden
+                 else "No runs yet: press n to start one.")
+        text = empty if run is None else (
             f"{run.name} {run.id} · {run.backend or '—'} · {short_model(run.base_model, 30)} · "
             f"{run.primary_metric or 'metric'} ({run.goal}) "
             f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
@@ -291,9 +314,40 @@ class RunsScreen(AppScreen[None]):
         self.app.switch_mode(mode)
 
     def action_sort(self) -> None:
-        """Cycle the sort order."""
-        self.sort_key = cycle(SORT_KEYS, self.sort_key)
+        """Cycle the sort key (each in its natural direction)."""
+        self.sort_key, self.reverse = cycle(SORT_KEYS, self.sort_key), False
         self._render_runs()
+
+    def action_reverse_sort(self) -> None:
+        """Reverse the sort direction."""
+        self.reverse = not self.reverse
+        self._render_runs()
+
+    def action_text_filter(self) -> None:
+        """Show the text filter and type into it (the list narrows as you type)."""
+        box = self.query_one("#runs-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the text filter."""
+        box = self.query_one("#runs-filter", Input)
+        if not box.display and not self.text:
+            return
+        box.value, box.display, self.text = "", False, ""
+        self.query_one(RunsTable).focus()
+        self._render_runs()
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.text = event.value
+        self._render_runs()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter (hidden when empty) and hands the keys back to the list."""
+        self.query_one("#runs-filter", Input).display = bool(self.text)
+        self.query_one(RunsTable).focus()
 
     def action_kind_filter(self) -> None:
         """Cycle the kind filter."""

@@ -255,7 +255,7 @@ async def test_alarms_show_in_the_runs_list_and_the_hud(fixture_db: Path, app_co
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunsTable)
-        statuses = {str(key.value): str(table.get_row(key)[4]) for key in table.rows}
+        statuses = {str(key.value): str(table.get_row(key)[3]) for key in table.rows}
         assert statuses[RUN_C] == "⚠ failed 1m05s" and statuses[RUN_B] == "completed 7m11s"
         assert "⚠ failed 1m05s" in screen_text(app)
         await press(pilot, "down")
@@ -321,8 +321,9 @@ async def test_help_lists_the_screen_keys(fixture_db: Path, app_config) -> None:
         await settle(pilot)
         await press(pilot, "question_mark")
         text = screen_text(app)
-        for needle in ("Help · Runs", "New", "Promote", "Force promote", "Inspect", "Quit"):
+        for needle in ("Help · Runs", "New", "Promote", "Force promote", "Inspect", "Filter"):
             assert needle in text, needle
+        assert ("q", "Quit") in app.screen.bindings and ("S", "Reverse") in app.screen.bindings  # (scrolled)
         await press(pilot, "escape", "2", "question_mark")
         assert "Help · Metrics" in screen_text(app) and "Overlay" in screen_text(app)
 

@@ -138,3 +138,40 @@ async def test_the_command_palette_reaches_every_keyed_action(fixture_db: Path, 
         await commands["Type"].callback()
         await settle(pilot)
         assert app.screen.kind == "reranker"
+
+
+async def test_runs_list_progress_text_filter_and_reversible_sort(fixture_db: Path, app_config) -> None:
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(RunsTable)
+        text = screen_text(app)
+        assert "120/120 100%" in text and "12/200 6%" in text  # step/total and %, the latest metric beside
+        assert "sort created, newest first" in text
+        await press(pilot, "S")
+        assert "sort created, oldest first" in screen_text(app) and str(next(iter(table.rows)).value) == RUN_A
+        await press(pilot, "slash", *"lr-h")  # name, id or base model
+        assert table.row_count == 1 and "“lr-h”" in screen_text(app)
+        await press(pilot, "enter", "j")  # the list has the keys again; the filter stays
+        assert table.has_focus and table.row_count == 1
+        await press(pilot, "slash", "backspace", "backspace", "backspace", "backspace", *"0000000c")
+        assert table.row_count == 1 and table.selected_id.endswith("0000000c")
+        await press(pilot, "backspace", *"zz")
+        assert table.row_count == 0 and "No runs match the filter (4 of 4 hidden)." in screen_text(app)
+        await press(pilot, "escape")  # clears it
+        assert table.row_count == 4 and "No runs match" not in screen_text(app)
+
+
+def test_progress_and_eta_cells() -> None:
+    from ragweld_tui.format import eta_cell, progress_cell
+    from tests.tui.fixture_db import NOW
+    from store import RunRecord
+
+    run = RunRecord(id="r1", kind="reranker", name="n", status="running", backend=None, base_model=None,
+                    config={"train": {"max_steps": 100}}, dataset_fingerprint=None, created_at=NOW - 60,
+                    started_at=NOW - 60, finished_at=None, heartbeat_at=None, primary_metric="mrr@10",
+                    goal="maximize", baseline=None, best=None, promoted=False, error=None, owner_pid=None,
+                    owner_host=None)
+    assert progress_cell(25, 100) == "25/100 25%" and progress_cell(7, None) == "7" and progress_cell(None, 9) == "—"
+    assert eta_cell(run, 25, 100, NOW) == "3m00s"  # 60 s for 25 steps: 180 s for the 75 left
+    assert eta_cell(run.model_copy(update={"status": "completed"}), 25, 100, NOW) == "—"
