@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -255,17 +256,30 @@ class RagweldApp(App[None]):
         verdict = "Rolled back: " if ok else "Rollback refused: "
         self.post_message(ActionDone(verdict + text, "information" if ok else "warning"))
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run from the store (refused for running and promoted runs)."""
-        self.run_worker(self._delete(run_id), group="delete", exit_on_error=False)
+    def delete_run(self, run_id: str, remove_files: bool = False) -> None:
+        """Delete a run from the store (refused for running and promoted runs), and its folder of files
+        when `remove_files`."""
+        self.run_worker(self._delete(run_id, remove_files), group="delete", exit_on_error=False)
 
-    async def _delete(self, run_id: str) -> None:
+    async def _delete(self, run_id: str, remove_files: bool) -> None:
         try:
-            await (await self.get_store()).delete_run(run_id)
+            store = await self.get_store()
+            await store.delete_run(run_id)
         except StoreError as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return
-        self.post_message(ActionDone(f"Deleted run {run_id}"))
+        if not remove_files:
+            self.post_message(ActionDone(f"Deleted run {run_id} (its files are kept)"))
+            return
+        folder = store.runs_root / run_id
+        try:
+            await asyncio.to_thread(shutil.rmtree, folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.post_message(ActionDone(f"Deleted run {run_id}, but not all of {folder}: {exc}", "warning"))
+            return
+        self.post_message(ActionDone(f"Deleted run {run_id} and its files"))
 
     @on(ActionDone)
     def _action_done(self, message: ActionDone) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from store import DatasetEvent, RunRecord, ServerRecord
@@ -76,6 +77,16 @@ def metric_cell(run: RunRecord) -> str:
     if run.baseline is None and run.best is None:
         return f"{name} —"
     return f"{name} {format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
+
+
+def short_id(run_id: str) -> str:
+    """The distinctive tail of a run id (`r20250101-120000-0000000a` → `0000000a`)."""
+    return run_id[-8:]
+
+
+def run_label(run: RunRecord) -> str:
+    """A run's name with its short id, so runs with the same name stay apart."""
+    return f"{run.name} ({short_id(run.id)})"
 
 
 def short_model(name: str | None, width: int = 24) -> str:
@@ -229,6 +240,13 @@ def max_steps_of(config: Mapping[str, Any]) -> int | None:
     train = config.get("train") if isinstance(config, Mapping) else None
     value = train.get("max_steps") if isinstance(train, Mapping) else None
     return value if isinstance(value, int) and value > 0 else None
+
+
+def folder_size(folder: Path) -> int | None:
+    """Bytes in the files under `folder` (None when it does not exist); blocking: call it in a thread."""
+    if not folder.is_dir():
+        return None
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def human_bytes(size: int) -> str:

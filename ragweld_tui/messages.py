@@ -7,6 +7,7 @@ newer one replaces an older one still in the queue instead of both being process
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
@@ -190,6 +191,23 @@ class GateDecided(Message):
         self.force = force
         self.decision = decision
         self.error = error
+
+
+class DeletePlanned(Message):
+    """What deleting a run would remove: its folder of files and their size (None: no folder)."""
+
+    def __init__(self, run: RunRecord, folder: Path, size: int | None) -> None:
+        super().__init__()
+        self.run, self.folder, self.size = run, folder, size
+
+
+class RollbackPlanned(Message):
+    """What a rollback of a kind would do: the active run and the one it restores (None: the base
+    model), or why there is nothing to roll back to (`refused`)."""
+
+    def __init__(self, kind: str, active: str | None, restores: str | None, refused: str | None = None) -> None:
+        super().__init__()
+        self.kind, self.active, self.restores, self.refused = kind, active, restores, refused
 
 
 class StoreFailed(Message):

@@ -3,6 +3,7 @@ line per HTTP server that serves (or has just died)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from textual import on, work
@@ -22,14 +23,17 @@ from ragweld_tui.format import (
     cycle,
     filter_runs,
     format_value,
+    folder_size,
     match_runs,
+    run_label,
     server_line,
     short_model,
     sort_runs,
 )
-from ragweld_tui.messages import GateDecided, RunsLoaded
+from ragweld_tui.messages import DeletePlanned, GateDecided, RollbackPlanned, RunsLoaded
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.confirm import ConfirmScreen
+from ragweld_tui.screens.delete import DeleteScreen
 from ragweld_tui.screens.inspector import InspectorScreen
 from ragweld_tui.screens.navigation import pick_run, show_diff
 from ragweld_tui.screens.new_run import NewRunScreen
@@ -277,18 +281,73 @@ class RunsScreen(AppScreen[None]):
         self.app.push_screen(PromoteScreen(run, message.decision, force), answer)
 
     def action_rollback(self) -> None:
-        """Roll the active adapter of the cursor run's kind back to the previous promotion."""
+        """Roll the active adapter of the cursor run's kind back to the previous promotion (asks first,
+        naming the run it restores; refuses at once when there is nothing to roll back to)."""
         run = self.current_run()
-        kind = run.kind if run is not None else "reranker"
-        self._confirm(f"Roll the active {kind} adapter back to the previous promotion?",
-                      lambda: self.ragweld_app.rollback_active(kind))
+        self._plan_rollback(run.kind if run is not None else "reranker")
+
+    @work(exclusive=True, group="rollback-plan", exit_on_error=False)
+    async def _plan_rollback(self, kind: str) -> None:
+        """Worker: read the lineage of `kind`; posts RollbackPlanned."""
+        try:
+            lineage = await (await self.ragweld_app.get_store()).promotions(kind)
+        except StoreError as exc:
+            self.post_message(RollbackPlanned(kind, None, None, str(exc)))
+            return
+        if not lineage:
+            self.post_message(RollbackPlanned(kind, None, None, f"no {kind} adapter was ever promoted"))
+        elif lineage[-1].run_id is None:
+            self.post_message(RollbackPlanned(kind, None, None, f"the base model is already the active {kind}"))
+        else:
+            self.post_message(RollbackPlanned(kind, lineage[-1].run_id, lineage[-1].replaced_run_id))
+
+    @on(RollbackPlanned)
+    def _rollback_planned(self, message: RollbackPlanned) -> None:
+        if message.refused:
+            self.notify(f"Nothing to roll back: {message.refused}.", severity="warning")
+            return
+        kind = message.kind
+        if kind not in ("reranker", "agent"):
+            return
+        names = {r.id: run_label(r) for r in self.runs}
+        active = names.get(message.active or "", message.active)
+        restores = ("the base model (no adapter)" if message.restores is None
+                    else f"run {names.get(message.restores, message.restores)}")
+        self._confirm(f"Roll the active {kind} adapter back from run {active} to {restores}?",
+                      lambda: self.ragweld_app.rollback_active("agent" if kind == "agent" else "reranker"))
 
     def action_delete(self) -> None:
-        """Delete the run under the cursor (its files stay on disk)."""
+        """Delete the run under the cursor: refused at once for a running or the active (★) run; asks
+        whether its folder of files goes too (with its size)."""
         if (run := self._need_run()) is None:
             return
-        self._confirm(f"Delete run {run.name} ({run.id}) and its events? Files on disk are kept.",
-                      lambda: self.ragweld_app.delete_run(run.id))
+        if run.status in ("running", "queued"):
+            self.notify(f"{run_label(run)} is {run.status}; cancel it (x) before deleting it.", severity="warning")
+            return
+        if run.promoted:
+            self.notify(f"{run_label(run)} is the active ★ {run.kind} adapter; roll back (b) or promote another "
+                        "run before deleting it.", severity="warning")
+            return
+        self._plan_delete(run)
+
+    @work(exclusive=True, group="delete-plan", exit_on_error=False)
+    async def _plan_delete(self, run: RunRecord) -> None:
+        """Worker: size the run's folder (a disk walk, in a thread); posts DeletePlanned."""
+        try:
+            folder = (await self.ragweld_app.get_store()).runs_root / run.id
+        except StoreError:  # the store failed to open: already reported
+            return
+        self.post_message(DeletePlanned(run, folder, await asyncio.to_thread(folder_size, folder)))
+
+    @on(DeletePlanned)
+    def _delete_planned(self, message: DeletePlanned) -> None:
+        run = message.run
+
+        def answer(choice: str | None) -> None:
+            if choice:
+                self.ragweld_app.delete_run(run.id, remove_files=choice == "files")
+
+        self.app.push_screen(DeleteScreen(run, message.folder, message.size), answer)
 
     def action_mark(self) -> None:
         """Mark (or unmark) the run under the cursor for a comparison."""
