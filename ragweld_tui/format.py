@@ -79,6 +79,16 @@ def metric_cell(run: RunRecord) -> str:
     return f"{name} {format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 turn`, `2 turns`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def clip(text: str, width: int) -> str:
+    """One line cut to `width` characters with an ellipsis."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
 def short_id(run_id: str) -> str:
     """The distinctive tail of a run id (`r20250101-120000-0000000a` → `0000000a`)."""
     return run_id[-8:]

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ragweld_tui.format import config_diff, format_value, metric_deltas
+from ragweld_tui.format import config_diff, format_value, metric_deltas, run_label
 from ragweld_tui.messages import DiffData, DiffLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.key_bar import KeyBar
@@ -83,7 +83,7 @@ class DiffScreen(AppScreen[None]):
     @on(DiffLoaded)
     def _loaded(self, message: DiffLoaded) -> None:
         d = message.data
-        self.query_one("#diff-title", Static).update(f"A {d.a.name} ({d.a.id})  →  B {d.b.name} ({d.b.id})")
+        self.query_one("#diff-title", Static).update(f"A {run_label(d.a)}  →  B {run_label(d.b)}")
         metrics = summary_metrics(d.a, d.metrics_a), summary_metrics(d.b, d.metrics_b)
         table = self.query_one("#metrics-diff", DataTable)
         table.clear()

@@ -26,6 +26,10 @@ from ragweld_tui.widgets.history_input import HistoryInput
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
 
+RERANKER_PLACEHOLDER = "query | doc | doc …   (/help)"
+AGENT_PLACEHOLDER = "message to the agent …   (/help, /reset)"
+
+
 def results_table(rows: list[dict[str, Any]], width: int) -> Table:
     """Base vs adapter scores and ranks, best (adapter) first, with the rank change."""
     table = Table(expand=False, box=None, pad_edge=False, padding=(0, 1))
@@ -73,7 +77,7 @@ class ReplScreen(AppScreen[None]):
         yield StatusLine("", id="repl-status", classes="view-title")
         yield RichLog(id="transcript", wrap=True, markup=True, auto_scroll=True)
         yield StatusLine("", id="live-reply")
-        yield HistoryInput(placeholder="query | doc | doc …   (/help)", id="prompt", compact=True)
+        yield HistoryInput(placeholder=RERANKER_PLACEHOLDER, id="prompt", compact=True)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -139,9 +143,11 @@ class ReplScreen(AppScreen[None]):
             self._say(f"mode: {self.mode}")
         elif arg == "agent":
             self.mode = "agent"
+            self.query_one(HistoryInput).placeholder = AGENT_PLACEHOLDER
             self._say("mode: agent · type a message; the reply streams in (the model loads on the first one)")
         elif arg == "reranker":
             self.mode = "reranker"
+            self.query_one(HistoryInput).placeholder = RERANKER_PLACEHOLDER
             self._say("mode: reranker")
         else:
             self._say("[red]modes: reranker, agent[/red]")

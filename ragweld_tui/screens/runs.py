@@ -20,6 +20,7 @@ from ragweld_tui.format import (
     SORT_DIRECTIONS,
     SORT_KEYS,
     STATUS_FILTERS,
+    clip,
     cycle,
     filter_runs,
     format_value,
@@ -163,12 +164,17 @@ class RunsScreen(AppScreen[None]):
         hidden = len(self.runs) - len(self.visible_runs())
         empty = (f"No runs match the filter ({hidden} of {len(self.runs)} hidden)." if hidden
                  else "No runs yet: press n to start one.")
-        text = empty if run is None else (
-            f"{run.name} {run.id} · {run.backend or '—'} · {short_model(run.base_model, 30)} · "
-            f"{run.primary_metric or 'metric'} ({run.goal}) "
-            f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
-            + (f" · {run.error}" if run.error else "") + (f" · {ALARM_MARK} {run.alarm}" if run.alarm else ""))
-        self.query_one("#run-detail", StatusLine).show(text)
+        if run is None:
+            self.query_one("#run-detail", StatusLine).show(empty)
+            return
+        # One line each, cut to the pane: what the run is; how it scores (and why it stopped); its alarm.
+        width = max(20, self.size.width - 2)
+        lines = [f"{run_label(run)} · {run.kind} · {run.backend or '—'} · {short_model(run.base_model, 40)}",
+                 f"{run.primary_metric or 'metric'} ({run.goal}) {format_value(run.baseline, 3)} → "
+                 f"{format_value(run.best, 3)}" + (f" · {run.error}" if run.error else "")]
+        if run.alarm:
+            lines.append(f"{ALARM_MARK} {run.alarm}")
+        self.query_one("#run-detail", StatusLine).show("\n".join(clip(line, width) for line in lines))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -36,6 +36,8 @@ async def test_typing_in_the_prompt_after_leaving_it_never_quits(fixture_db: Pat
         assert prompt.has_focus and prompt.value == "quick"
         await press(pilot, "1", "4")  # leaving the view and coming back focuses the prompt too
         assert app.screen.query_one(HistoryInput).has_focus
+        await press(pilot, "ctrl+q")  # the prompt's way out
+        assert not app.is_running
 
 
 async def test_view_keys_leave_drill_downs(fixture_db: Path, app_config) -> None:
@@ -175,3 +177,22 @@ def test_progress_and_eta_cells() -> None:
     assert progress_cell(25, 100) == "25/100 25%" and progress_cell(7, None) == "7" and progress_cell(None, 9) == "—"
     assert eta_cell(run, 25, 100, NOW) == "3m00s"  # 60 s for 25 steps: 180 s for the 75 left
     assert eta_cell(run.model_copy(update={"status": "completed"}), 25, 100, NOW) == "—"
+
+
+async def test_small_things_at_80_columns(fixture_db: Path, app_config) -> None:
+    from ragweld_tui.format import plural
+    from ragweld_tui.screens.repl import AGENT_PLACEHOLDER
+
+    assert (plural(1, "turn"), plural(2, "turn"), plural(0, "turn")) == ("1 turn", "2 turns", "0 turns")
+    app = fixed_app(fixture_db, app_config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down")  # the failed, alarmed run: the whole detail fits, with its short id
+        text = screen_text(app)
+        assert "diverged (0000000c) · reranker · torch · Qwen/Qwen3-Reranker-0.6B" in text
+        assert "TrainingFailed: loss is nan at step 13" in text and "⚠ loss 8.1e+05 is over 100×" in text
+        await press(pilot, "down", "space", "down", "c")  # compare shows both short ids at 80 columns
+        assert "A cisi-lr-high (0000000b)  →  B cisi-lora-r8 (0000000a)" in screen_text(app)
+        await press(pilot, "4", *"/mode agent", "enter")
+        assert app.screen.query_one(HistoryInput).placeholder == AGENT_PLACEHOLDER
+        assert "0 turns" in screen_text(app)
