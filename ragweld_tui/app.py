@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
+from textual.screen import Screen
 
 from ragweld_tui import launch, operations
 from ragweld_tui.config import AppConfig, load_config
@@ -49,10 +52,10 @@ class RagweldApp(App[None]):
     MODES = {"runs": RunsScreen, "metrics": MetricsScreen, "scatter": ScatterScreen, "repl": ReplScreen}
     DEFAULT_MODE = "runs"
     BINDINGS = [
-        Binding("1", "switch_mode('runs')", "Runs"),
-        Binding("2", "switch_mode('metrics')", "Metrics"),
-        Binding("3", "switch_mode('scatter')", "Scatter"),
-        Binding("4", "switch_mode('repl')", "Prompt"),
+        Binding("1", "view('runs')", "Runs"),
+        Binding("2", "view('metrics')", "Metrics"),
+        Binding("3", "view('scatter')", "Scatter"),
+        Binding("4", "view('repl')", "Prompt"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("f12", "lag", "Loop lag", show=False),
@@ -122,6 +125,32 @@ class RagweldApp(App[None]):
             await store.close()
 
     # -- app-wide keys ----------------------------------------------------------------------------
+
+    async def action_view(self, mode: str) -> None:
+        """Show a view (1-4) from anywhere: from a drill-down of the same view (inspector, diff) back to
+        the view itself; the view then takes the keyboard again (the prompt focuses its input)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        else:
+            while len(self.screen_stack) > 1:
+                await self.pop_screen()
+        if isinstance(screen := self.screen, AppScreen):
+            screen.view_shown()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette (ctrl+p) offers every keyed action of the screen too, named as in the key bar."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding, node = active.binding, active.node
+            if not binding.description or binding.action in seen or binding.action == "command_palette":
+                continue
+            seen.add(binding.action)
+
+            async def run(action: str = binding.action, target: Any = node) -> None:
+                await self.run_action(action, target)
+
+            yield SystemCommand(binding.description, f"key {self.get_key_display(binding)}", run)
 
     def action_help(self) -> None:
         """Show every key active here, with what it does."""
@@ -261,17 +290,30 @@ class RagweldApp(App[None]):
         verdict = "Rolled back: " if ok else "Rollback refused: "
         self.post_message(ActionDone(verdict + text, "information" if ok else "warning"))
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run from the store (refused for running and promoted runs)."""
-        self.run_worker(self._delete(run_id), group="delete", exit_on_error=False)
+    def delete_run(self, run_id: str, remove_files: bool = False) -> None:
+        """Delete a run from the store (refused for running and promoted runs), and its folder of files
+        when `remove_files`."""
+        self.run_worker(self._delete(run_id, remove_files), group="delete", exit_on_error=False)
 
-    async def _delete(self, run_id: str) -> None:
+    async def _delete(self, run_id: str, remove_files: bool) -> None:
         try:
-            await (await self.get_store()).delete_run(run_id)
+            store = await self.get_store()
+            await store.delete_run(run_id)
         except StoreError as exc:
             self.post_message(ActionDone(str(exc), "warning"))
             return
-        self.post_message(ActionDone(f"Deleted run {run_id}"))
+        if not remove_files:
+            self.post_message(ActionDone(f"Deleted run {run_id} (its files are kept)"))
+            return
+        folder = store.runs_root / run_id
+        try:
+            await asyncio.to_thread(shutil.rmtree, folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.post_message(ActionDone(f"Deleted run {run_id}, but not all of {folder}: {exc}", "warning"))
+            return
+        self.post_message(ActionDone(f"Deleted run {run_id} and its files"))
 
     @on(ActionDone)
     def _action_done(self, message: ActionDone) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ragweld_tui.config import AppConfig
+from ragweld_tui.format import plural
 from ragweld_tui.scoring import Backend
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class AgentChat:
         if self._service is not None and self._service.last_adapter_error:
             adapter += f" (refused: {self._service.last_adapter_error})"
         return (f"model {self.config.chat_model(self.model)} · backend {self.backend or self.config.model.backend} · "
-                f"adapter {adapter} · {len(self.history) // 2} turns")
+                f"adapter {adapter} · {plural(len(self.history) // 2, 'turn')}")
 
     async def _ensure(self) -> AgentService:
         if self._service is None:

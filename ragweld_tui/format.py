@@ -8,11 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from store import DatasetEvent, RunRecord, ServerRecord
 
 SORT_KEYS: tuple[str, ...] = ("created", "name", "status", "best")
+# How each sort key orders the runs: (default, reversed), as the runs list's header says it.
+SORT_DIRECTIONS: dict[str, tuple[str, str]] = {"created": ("newest first", "oldest first"), "name": ("A→Z", "Z→A"),
+                                               "status": ("A→Z", "Z→A"), "best": ("best first", "worst first")}
 KIND_FILTERS: tuple[str | None, ...] = (None, "reranker", "agent")
 STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "failed", "cancelled", "interrupted", "queued")
 # Metrics whose name says lower is better; everything else (and an unknown primary) is maximised.
@@ -75,6 +79,26 @@ def metric_cell(run: RunRecord) -> str:
     return f"{name} {format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 turn`, `2 turns`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def clip(text: str, width: int) -> str:
+    """One line cut to `width` characters with an ellipsis."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def short_id(run_id: str) -> str:
+    """The distinctive tail of a run id (`r20250101-120000-0000000a` → `0000000a`)."""
+    return run_id[-8:]
+
+
+def run_label(run: RunRecord) -> str:
+    """A run's name with its short id, so runs with the same name stay apart."""
+    return f"{run.name} ({short_id(run.id)})"
+
+
 def short_model(name: str | None, width: int = 24) -> str:
     """A model id shortened from the left (the tail is the informative part of a path)."""
     if not name:
@@ -82,8 +106,14 @@ def short_model(name: str | None, width: int = 24) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
-def sort_runs(runs: Sequence[RunRecord], key: str) -> list[RunRecord]:
-    """Runs ordered for display: newest first, or by name, status, or best metric (best first)."""
+def sort_runs(runs: Sequence[RunRecord], key: str, reverse: bool = False) -> list[RunRecord]:
+    """Runs ordered for display: newest first, or by name, status, or best metric (best first);
+    `reverse` turns the order around."""
+    ordered = _sort_runs(runs, key)
+    return ordered[::-1] if reverse else ordered
+
+
+def _sort_runs(runs: Sequence[RunRecord], key: str) -> list[RunRecord]:
     if key == "name":
         return sorted(runs, key=lambda r: (r.name.lower(), r.id))
     if key == "status":
@@ -100,6 +130,28 @@ def sort_runs(runs: Sequence[RunRecord], key: str) -> list[RunRecord]:
 def filter_runs(runs: Iterable[RunRecord], kind: str | None, status: str | None) -> list[RunRecord]:
     """Runs matching a kind and a status (None matches all)."""
     return [r for r in runs if (kind is None or r.kind == kind) and (status is None or r.status == status)]
+
+
+def match_runs(runs: Iterable[RunRecord], text: str) -> list[RunRecord]:
+    """Runs whose name, id or base model contains `text` (case-insensitive; empty matches all)."""
+    needle = text.strip().lower()
+    return [r for r in runs if not needle or any(needle in (v or "").lower() for v in (r.name, r.id, r.base_model))]
+
+
+def progress_cell(step: int | None, total: int | None) -> str:
+    """`80/120 67%` (just the step when the total is unknown; '—' before the first step)."""
+    if step is None:
+        return "—"
+    if not total:
+        return str(step)
+    return f"{step}/{total} {min(100, round(100 * step / total))}%"
+
+
+def eta_cell(run: RunRecord, step: int | None, total: int | None, now: float) -> str:
+    """Time left of a running run, extrapolated from its steps so far ('—' when not running)."""
+    if run.status != "running":
+        return "—"
+    return format_elapsed(eta_seconds(run_elapsed(run, now), step, total))
 
 
 def cycle(options: Sequence[Any], current: Any) -> Any:
@@ -198,6 +250,13 @@ def max_steps_of(config: Mapping[str, Any]) -> int | None:
     train = config.get("train") if isinstance(config, Mapping) else None
     value = train.get("max_steps") if isinstance(train, Mapping) else None
     return value if isinstance(value, int) and value > 0 else None
+
+
+def folder_size(folder: Path) -> int | None:
+    """Bytes in the files under `folder` (None when it does not exist); blocking: call it in a thread."""
+    if not folder.is_dir():
+        return None
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def human_bytes(size: int) -> str:

@@ -7,6 +7,7 @@ newer one replaces an older one still in the queue instead of both being process
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
@@ -14,17 +15,20 @@ from textual.notifications import SeverityLevel
 
 from backends.catalog import CatalogEntry
 from store import ArtifactRecord, DatasetEvent, EventRecord, PromotionRecord, RunRecord, SeriesPoint, ServerRecord
+from store.reads import RunProgress
 from trainers.promotion import GateDecision
 
 
 class RunsLoaded(Message):
     """The whole runs list and the serving (or recently gone) HTTP servers, read at `now` (epoch s)."""
 
-    def __init__(self, runs: list[RunRecord], now: float, servers: list[ServerRecord]) -> None:
+    def __init__(self, runs: list[RunRecord], now: float, servers: list[ServerRecord],
+                 progress: dict[str, RunProgress] | None = None) -> None:
         super().__init__()
         self.runs = runs
         self.now = now
         self.servers = servers
+        self.progress = progress or {}
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsLoaded)
@@ -196,6 +200,23 @@ class GateDecided(Message):
         self.force = force
         self.decision = decision
         self.error = error
+
+
+class DeletePlanned(Message):
+    """What deleting a run would remove: its folder of files and their size (None: no folder)."""
+
+    def __init__(self, run: RunRecord, folder: Path, size: int | None) -> None:
+        super().__init__()
+        self.run, self.folder, self.size = run, folder, size
+
+
+class RollbackPlanned(Message):
+    """What a rollback of a kind would do: the active run and the one it restores (None: the base
+    model), or why there is nothing to roll back to (`refused`)."""
+
+    def __init__(self, kind: str, active: str | None, restores: str | None, refused: str | None = None) -> None:
+        super().__init__()
+        self.kind, self.active, self.restores, self.refused = kind, active, restores, refused
 
 
 class StoreFailed(Message):

@@ -134,6 +134,24 @@ async def series(conn: aiosqlite.Connection, run_id: str, key: str, max_points: 
     return _points(list(rows), (0.0, 0))
 
 
+class RunProgress(NamedTuple):
+    """How far a run got: its latest step and the latest value of its primary metric (`eval/<primary>`)."""
+
+    step: int | None
+    latest: float | None
+
+
+async def progress(conn: aiosqlite.Connection) -> dict[str, RunProgress]:
+    """Every run's progress in one statement over `metric_latest` (one row per run and metric)."""
+    rows = await fetch_all(
+        conn,
+        """SELECT r.id, MAX(m.step), MAX(CASE WHEN m.key = 'eval/' || r.primary_metric THEN m.value END)
+             FROM runs r JOIN metric_latest m ON m.run_pk = r.pk GROUP BY r.pk""",
+    )
+    return {r[0]: RunProgress(None if r[1] is None else int(r[1]), None if r[2] is None else float(r[2]))
+            for r in rows}
+
+
 async def metric_keys(conn: aiosqlite.Connection, run_id: str) -> list[str]:
     """Names of the metrics a run has recorded, for chart pickers."""
     rows = await fetch_all(conn, f"SELECT key FROM metric_latest WHERE run_pk = {_PK} ORDER BY key", {"run": run_id})

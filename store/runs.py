@@ -438,6 +438,10 @@ class RunStore:
         """Last value of each metric of a run."""
         return await reads.latest_metrics(self._reader, validate_run_id(run_id))
 
+    async def progress(self) -> dict[str, reads.RunProgress]:
+        """Each run's latest step and latest primary-metric value (runs without metrics are absent)."""
+        return await reads.progress(self._reader)
+
     async def metric_keys(self, run_id: str) -> list[str]:
         """The metric names a run has recorded."""
         return await reads.metric_keys(self._reader, validate_run_id(run_id))

@@ -23,6 +23,10 @@ class AppScreen(Screen[ScreenResultType]):
         """The app this screen belongs to."""
         return cast(Studio, self.app)
 
+    def view_shown(self) -> None:
+        """The view's key (1-4) was pressed while it shows, or it was switched to: screens that take
+        typing (the prompt) focus their input here."""
+
     def request_refresh(self) -> None:
         """Re-read what the screen shows from the store (the app asks after a long action ends);
         screens that show stored data override it."""

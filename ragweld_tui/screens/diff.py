@@ -11,10 +11,11 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ragweld_tui.format import config_diff, format_value, metric_deltas
+from ragweld_tui.format import config_diff, format_value, metric_deltas, run_label
 from ragweld_tui.messages import DiffData, DiffLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.nav import NavTable
 from store import RunRecord, StoreError
 
 
@@ -53,9 +54,9 @@ class DiffScreen(AppScreen[None]):
         yield Static(f"Diff {self.a} → {self.b}", id="diff-title", classes="view-title", markup=False)
         with Vertical(id="diff-body"):
             yield Static("Metrics (Δ = B − A; ▲ better, ▼ worse for the metric's goal)", classes="section-title")
-            yield DataTable(id="metrics-diff", cursor_type="row")
+            yield NavTable[Text | str](id="metrics-diff", cursor_type="row")
             yield Static("Config differences", classes="section-title")
-            yield DataTable(id="config-diff", cursor_type="row")
+            yield NavTable[str](id="config-diff", cursor_type="row")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -82,7 +83,7 @@ class DiffScreen(AppScreen[None]):
     @on(DiffLoaded)
     def _loaded(self, message: DiffLoaded) -> None:
         d = message.data
-        self.query_one("#diff-title", Static).update(f"A {d.a.name} ({d.a.id})  →  B {d.b.name} ({d.b.id})")
+        self.query_one("#diff-title", Static).update(f"A {run_label(d.a)}  →  B {run_label(d.b)}")
         metrics = summary_metrics(d.a, d.metrics_a), summary_metrics(d.b, d.metrics_b)
         table = self.query_one("#metrics-diff", DataTable)
         table.clear()

@@ -13,7 +13,8 @@ from ragweld_tui.widgets.key_bar import KeyBar
 
 OVERVIEW = (
     "[b]Views[/b] (1-4): runs list · metrics HUD · gradient-descent scatter · debug prompt. "
-    "Enter on a run opens the inspector; escape goes back. Every run in the store is shown live, "
+    "Enter on a run opens the inspector; escape (or the view's number) goes back. In every list "
+    "j/k move and g/G (Home/End) jump to the first/last row; ctrl+p opens the command palette. Every run in the store is shown live, "
     "including runs trained by another `ragweld-tui --run` process."
 )
 

@@ -27,6 +27,7 @@ from ragweld_tui.screens.export import ExportScreen
 from ragweld_tui.screens.navigation import pick_run, show_diff
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.nav import NavTable
 from ragweld_tui.widgets.status_line import StatusLine
 from store import DatasetEvent, EventRecord, PromotionEvent, RunStore, StoreError
 from trainers.promotion import ADAPTER_SUBDIR
@@ -125,7 +126,7 @@ class InspectorScreen(AppScreen[None]):
             with TabPane("Dataset", id="dataset"):
                 yield VerticalScroll(Static("loading…", id="dataset-text", markup=False))
             with TabPane("Artifacts", id="artifacts"):
-                yield DataTable(id="artifacts-table", cursor_type="row")
+                yield NavTable[str](id="artifacts-table", cursor_type="row")
             with TabPane("Manifest", id="manifest"):
                 yield VerticalScroll(Static("loading…", id="manifest-text", markup=False))
             with TabPane("Promotion", id="promotion"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, RichLog
@@ -25,6 +25,10 @@ from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.widgets.history_input import HistoryInput
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
+
+RERANKER_PLACEHOLDER = "query | doc | doc …   (/help)"
+AGENT_PLACEHOLDER = "message to the agent …   (/help, /reset)"
+
 
 def results_table(rows: list[dict[str, Any]], width: int) -> Table:
     """Base vs adapter scores and ranks, best (adapter) first, with the rank change."""
@@ -52,7 +56,9 @@ class ReplScreen(AppScreen[None]):
 
     BINDINGS = [
         Binding("escape", "leave_prompt", "Leave prompt"),
-        Binding("i", "focus_prompt", "Prompt", show=False),
+        # Letters always go to the prompt (see on_key); this binding shadows the app's `q Quit`, which
+        # must never fire here (ctrl+q quits from any screen).
+        Binding("q", "type('q')", show=False),
         Binding("ctrl+l", "clear", "Clear"),
         Binding("ctrl+x", "stop_reply", "Stop reply"),
     ]
@@ -71,7 +77,7 @@ class ReplScreen(AppScreen[None]):
         yield StatusLine("", id="repl-status", classes="view-title")
         yield RichLog(id="transcript", wrap=True, markup=True, auto_scroll=True)
         yield StatusLine("", id="live-reply")
-        yield HistoryInput(placeholder="query | doc | doc …   (/help)", id="prompt", compact=True)
+        yield HistoryInput(placeholder=RERANKER_PLACEHOLDER, id="prompt", compact=True)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -137,9 +143,11 @@ class ReplScreen(AppScreen[None]):
             self._say(f"mode: {self.mode}")
         elif arg == "agent":
             self.mode = "agent"
+            self.query_one(HistoryInput).placeholder = AGENT_PLACEHOLDER
             self._say("mode: agent · type a message; the reply streams in (the model loads on the first one)")
         elif arg == "reranker":
             self.mode = "reranker"
+            self.query_one(HistoryInput).placeholder = RERANKER_PLACEHOLDER
             self._say("mode: reranker")
         else:
             self._say("[red]modes: reranker, agent[/red]")
@@ -289,6 +297,7 @@ class ReplScreen(AppScreen[None]):
     def action_stop_reply(self) -> None:
         """Stop the agent's reply now (what was generated so far stays in the transcript)."""
         if self.mode != "agent" or not self.busy:
+            self.notify("No reply is streaming.")
             return
         self.workers.cancel_group(self, "chat")
         partial = self.partial
@@ -301,12 +310,35 @@ class ReplScreen(AppScreen[None]):
         self._say(message.text)
 
     def action_leave_prompt(self) -> None:
-        """Unfocus the prompt so view keys (1-4, ?) work."""
+        """Unfocus the prompt so the view keys (1-4, ?) and ctrl keys work; letters still type."""
         self.set_focus(None)
 
     def action_focus_prompt(self) -> None:
         """Focus the prompt."""
         self.query_one(HistoryInput).focus()
+
+    def view_shown(self) -> None:
+        """Back on the prompt (`4`): typing goes to the input again."""
+        self.action_focus_prompt()
+
+    def on_screen_resume(self) -> None:
+        self.action_focus_prompt()
+
+    def on_key(self, event: events.Key) -> None:
+        """A letter typed while the prompt is unfocused starts typing there: on a typing screen a letter
+        is never a command (`q` would otherwise quit and lose the transcript)."""
+        char = event.character
+        if self.query_one(HistoryInput).has_focus or not event.is_printable or not char or not char.isalpha():
+            return
+        event.stop()
+        event.prevent_default()
+        self.action_type(char)
+
+    def action_type(self, text: str) -> None:
+        """Focus the prompt and type `text` into it."""
+        prompt = self.query_one(HistoryInput)
+        prompt.focus()
+        prompt.insert_text_at_cursor(text)
 
     def action_clear(self) -> None:
         """Clear the transcript."""

@@ -10,8 +10,10 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ragweld_tui.format import run_label
 from ragweld_tui.screens.base import AppModalScreen
 from ragweld_tui.widgets.key_bar import KeyBar
+from ragweld_tui.widgets.nav import NavOptionList
 from store import RunRecord
 
 
@@ -29,8 +31,8 @@ class RunPickerScreen(AppModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Static(self.prompt, classes="dialog-title")
             if self.runs:
-                options = [Option(Text(f"{r.name}  {r.id}  {r.status}"), id=r.id) for r in self.runs]
-                yield OptionList(*options, id="picker")
+                options = [Option(Text(f"{run_label(r)}  {r.kind}  {r.status}"), id=r.id) for r in self.runs]
+                yield NavOptionList(*options, id="picker")
             else:
                 yield Static("No other runs in the store.")
         yield KeyBar()

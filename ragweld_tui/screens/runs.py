@@ -3,12 +3,13 @@ line per HTTP server that serves (or has just died)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from ragweld_tui import operations
 from ragweld_tui.config import AppConfig
@@ -16,18 +17,24 @@ from ragweld_tui.errors import UserError
 from ragweld_tui.format import (
     ALARM_MARK,
     KIND_FILTERS,
+    SORT_DIRECTIONS,
     SORT_KEYS,
     STATUS_FILTERS,
+    clip,
     cycle,
     filter_runs,
     format_value,
+    folder_size,
+    match_runs,
+    run_label,
     server_line,
     short_model,
     sort_runs,
 )
-from ragweld_tui.messages import GateDecided, RunsLoaded
+from ragweld_tui.messages import DeletePlanned, GateDecided, RollbackPlanned, RunsLoaded
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.confirm import ConfirmScreen
+from ragweld_tui.screens.delete import DeleteScreen
 from ragweld_tui.screens.inspector import InspectorScreen
 from ragweld_tui.screens.navigation import pick_run, show_diff
 from ragweld_tui.screens.new_run import NewRunScreen
@@ -36,6 +43,7 @@ from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.runs_table import RunsTable
 from ragweld_tui.widgets.status_line import StatusLine
 from store import RunRecord, ServerRecord, StoreError
+from store.reads import RunProgress
 
 WIDE_AT = 120
 
@@ -43,7 +51,9 @@ WIDE_AT = 120
 class RunsScreen(AppScreen[None]):
     """A table of runs refreshed from the store every poll interval while visible."""
 
-    HELP = "Space marks a run; `c` then compares the marked run with the one under the cursor."
+    HELP = ("Space marks a run; `c` then compares the marked run with the one under the cursor. "
+            "`/` filters by text (name, id or base model; enter keeps it, escape clears it); "
+            "`s` cycles the sort key and `S` reverses it.")
     BINDINGS = [
         Binding("enter", "inspect", "Inspect", show=False),
         Binding("n", "new_run", "New"),
@@ -56,10 +66,13 @@ class RunsScreen(AppScreen[None]):
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("m", "show('metrics')", "HUD"),
-        Binding("g", "show('scatter')", "Scatter"),
+        Binding("v", "show('scatter')", "Scatter"),
         Binding("s", "sort", "Sort"),
-        Binding("k", "kind_filter", "Kind"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("slash", "text_filter", "Filter"),
+        Binding("t", "kind_filter", "Type"),
         Binding("f", "status_filter", "Status"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self) -> None:
@@ -68,6 +81,9 @@ class RunsScreen(AppScreen[None]):
         self.servers: list[ServerRecord] = []
         self.now = 0.0
         self.sort_key = SORT_KEYS[0]
+        self.reverse = False
+        self.text = ""
+        self.progress: dict[str, RunProgress] = {}
         self.kind: str | None = None
         self.status: str | None = None
         self.marked: str | None = None
@@ -76,6 +92,8 @@ class RunsScreen(AppScreen[None]):
         yield StatusLine("", id="runs-title", classes="view-title")
         yield StatusLine("", id="servers")
         yield RunsTable(id="runs-table")
+        yield Input(placeholder="filter: name, id or base model (enter keeps, escape clears)", id="runs-filter",
+                    compact=True)
         yield StatusLine("", id="run-detail", classes="detail-line")
         yield KeyBar()
 
@@ -99,13 +117,15 @@ class RunsScreen(AppScreen[None]):
             await store.mark_stale_runs()
             runs = await store.list_runs()
             servers = await store.list_servers()
+            progress = await store.progress()
         except StoreError:
             return
-        self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers))
+        self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers, progress))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
         self.runs, self.now, self.servers = message.runs, message.now, message.servers
+        self.progress = message.progress
         self._render_servers()
         self._render_runs()
 
@@ -119,16 +139,21 @@ class RunsScreen(AppScreen[None]):
         self._render_runs()
 
     def visible_runs(self) -> list[RunRecord]:
-        """The runs after the kind/status filters, in the chosen order."""
-        return sort_runs(filter_runs(self.runs, self.kind, self.status), self.sort_key)
+        """The runs after the text, kind and status filters, in the chosen order."""
+        runs = match_runs(filter_runs(self.runs, self.kind, self.status), self.text)
+        return sort_runs(runs, self.sort_key, self.reverse)
 
     def _render_runs(self) -> None:
         runs = self.visible_runs()
         table = self.query_one(RunsTable)
         served = frozenset(s.adapter_run_id for s in self.servers if s.state == "serving" and s.adapter_run_id)
-        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT, served)
-        title = (f"Runs · {len(runs)} of {len(self.runs)} · sort {self.sort_key} · kind {self.kind or 'all'}"
-                 f" · status {self.status or 'all'}")
+        table.show(runs, self.now, {self.marked} if self.marked else set(), self.size.width >= WIDE_AT, served,
+                   self.progress)
+        direction = SORT_DIRECTIONS[self.sort_key][self.reverse]
+        title = (f"Runs · {len(runs)} of {len(self.runs)} · sort {self.sort_key}, {direction}"
+                 f" · kind {self.kind or 'all'} · status {self.status or 'all'}")
+        if self.text:
+            title += f" · “{self.text}”"
         if self.marked:
             title += f" · marked {self.marked[-8:]}"
         self.query_one("#runs-title", StatusLine).show(title)
@@ -136,12 +161,20 @@ class RunsScreen(AppScreen[None]):
 
     def _render_detail(self) -> None:
         run = self.current_run()
-        text = "No runs yet: press n to start one." if run is None else (
-            f"{run.name} {run.id} · {run.backend or '—'} · {short_model(run.base_model, 30)} · "
-            f"{run.primary_metric or 'metric'} ({run.goal}) "
-            f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
-            + (f" · {run.error}" if run.error else "") + (f" · {ALARM_MARK} {run.alarm}" if run.alarm else ""))
-        self.query_one("#run-detail", StatusLine).show(text)
+        hidden = len(self.runs) - len(self.visible_runs())
+        empty = (f"No runs match the filter ({hidden} of {len(self.runs)} hidden)." if hidden
+                 else "No runs yet: press n to start one.")
+        if run is None:
+            self.query_one("#run-detail", StatusLine).show(empty)
+            return
+        # One line each, cut to the pane: what the run is; how it scores (and why it stopped); its alarm.
+        width = max(20, self.size.width - 2)
+        lines = [f"{run_label(run)} · {run.kind} · {run.backend or '—'} · {short_model(run.base_model, 40)}",
+                 f"{run.primary_metric or 'metric'} ({run.goal}) {format_value(run.baseline, 3)} → "
+                 f"{format_value(run.best, 3)}" + (f" · {run.error}" if run.error else "")]
+        if run.alarm:
+            lines.append(f"{ALARM_MARK} {run.alarm}")
+        self.query_one("#run-detail", StatusLine).show("\n".join(clip(line, width) for line in lines))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -256,18 +289,73 @@ class RunsScreen(AppScreen[None]):
         self.app.push_screen(PromoteScreen(run, message.decision, force), answer)
 
     def action_rollback(self) -> None:
-        """Roll the active adapter of the cursor run's kind back to the previous promotion."""
+        """Roll the active adapter of the cursor run's kind back to the previous promotion (asks first,
+        naming the run it restores; refuses at once when there is nothing to roll back to)."""
         run = self.current_run()
-        kind = run.kind if run is not None else "reranker"
-        self._confirm(f"Roll the active {kind} adapter back to the previous promotion?",
-                      lambda: self.ragweld_app.rollback_active(kind))
+        self._plan_rollback(run.kind if run is not None else "reranker")
+
+    @work(exclusive=True, group="rollback-plan", exit_on_error=False)
+    async def _plan_rollback(self, kind: str) -> None:
+        """Worker: read the lineage of `kind`; posts RollbackPlanned."""
+        try:
+            lineage = await (await self.ragweld_app.get_store()).promotions(kind)
+        except StoreError as exc:
+            self.post_message(RollbackPlanned(kind, None, None, str(exc)))
+            return
+        if not lineage:
+            self.post_message(RollbackPlanned(kind, None, None, f"no {kind} adapter was ever promoted"))
+        elif lineage[-1].run_id is None:
+            self.post_message(RollbackPlanned(kind, None, None, f"the base model is already the active {kind}"))
+        else:
+            self.post_message(RollbackPlanned(kind, lineage[-1].run_id, lineage[-1].replaced_run_id))
+
+    @on(RollbackPlanned)
+    def _rollback_planned(self, message: RollbackPlanned) -> None:
+        if message.refused:
+            self.notify(f"Nothing to roll back: {message.refused}.", severity="warning")
+            return
+        kind = message.kind
+        if kind not in ("reranker", "agent"):
+            return
+        names = {r.id: run_label(r) for r in self.runs}
+        active = names.get(message.active or "", message.active)
+        restores = ("the base model (no adapter)" if message.restores is None
+                    else f"run {names.get(message.restores, message.restores)}")
+        self._confirm(f"Roll the active {kind} adapter back from run {active} to {restores}?",
+                      lambda: self.ragweld_app.rollback_active("agent" if kind == "agent" else "reranker"))
 
     def action_delete(self) -> None:
-        """Delete the run under the cursor (its files stay on disk)."""
+        """Delete the run under the cursor: refused at once for a running or the active (★) run; asks
+        whether its folder of files goes too (with its size)."""
         if (run := self._need_run()) is None:
             return
-        self._confirm(f"Delete run {run.name} ({run.id}) and its events? Files on disk are kept.",
-                      lambda: self.ragweld_app.delete_run(run.id))
+        if run.status in ("running", "queued"):
+            self.notify(f"{run_label(run)} is {run.status}; cancel it (x) before deleting it.", severity="warning")
+            return
+        if run.promoted:
+            self.notify(f"{run_label(run)} is the active ★ {run.kind} adapter; roll back (b) or promote another "
+                        "run before deleting it.", severity="warning")
+            return
+        self._plan_delete(run)
+
+    @work(exclusive=True, group="delete-plan", exit_on_error=False)
+    async def _plan_delete(self, run: RunRecord) -> None:
+        """Worker: size the run's folder (a disk walk, in a thread); posts DeletePlanned."""
+        try:
+            folder = (await self.ragweld_app.get_store()).runs_root / run.id
+        except StoreError:  # the store failed to open: already reported
+            return
+        self.post_message(DeletePlanned(run, folder, await asyncio.to_thread(folder_size, folder)))
+
+    @on(DeletePlanned)
+    def _delete_planned(self, message: DeletePlanned) -> None:
+        run = message.run
+
+        def answer(choice: str | None) -> None:
+            if choice:
+                self.ragweld_app.delete_run(run.id, remove_files=choice == "files")
+
+        self.app.push_screen(DeleteScreen(run, message.folder, message.size), answer)
 
     def action_mark(self) -> None:
         """Mark (or unmark) the run under the cursor for a comparison."""
@@ -293,9 +381,40 @@ class RunsScreen(AppScreen[None]):
         self.app.switch_mode(mode)
 
     def action_sort(self) -> None:
-        """Cycle the sort order."""
-        self.sort_key = cycle(SORT_KEYS, self.sort_key)
+        """Cycle the sort key (each in its natural direction)."""
+        self.sort_key, self.reverse = cycle(SORT_KEYS, self.sort_key), False
         self._render_runs()
+
+    def action_reverse_sort(self) -> None:
+        """Reverse the sort direction."""
+        self.reverse = not self.reverse
+        self._render_runs()
+
+    def action_text_filter(self) -> None:
+        """Show the text filter and type into it (the list narrows as you type)."""
+        box = self.query_one("#runs-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the text filter."""
+        box = self.query_one("#runs-filter", Input)
+        if not box.display and not self.text:
+            return
+        box.value, box.display, self.text = "", False, ""
+        self.query_one(RunsTable).focus()
+        self._render_runs()
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.text = event.value
+        self._render_runs()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter (hidden when empty) and hands the keys back to the list."""
+        self.query_one("#runs-filter", Input).display = bool(self.text)
+        self.query_one(RunsTable).focus()
 
     def action_kind_filter(self) -> None:
         """Cycle the kind filter."""

@@ -6,9 +6,9 @@ import collections
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual.widgets import RichLog
 
 from ragweld_tui.format import ALARM_MARK, figures_inline, format_elapsed, format_value, verdict_head
+from ragweld_tui.widgets.nav import NavLog
 from store import (
     AlarmEvent,
     CheckpointEvent,
@@ -68,7 +68,7 @@ def describe_eval(event: EvalEvent) -> str:
     return text + (" · " + " ".join(speed) if speed else "")
 
 
-class EventLog(RichLog):
+class EventLog(NavLog):
     """Keeps the last `max_records` events of one run and shows those at or above `min_level`."""
 
     def __init__(self, *, max_records: int = 5000, id: str | None = None, classes: str | None = None) -> None:

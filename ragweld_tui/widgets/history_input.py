@@ -16,7 +16,8 @@ class HistoryInput(Input):
 
     def __init__(self, value: str | None = None, placeholder: str = "", *, max_history: int = 500,
                  id: str | None = None, classes: str | None = None, compact: bool = False) -> None:
-        super().__init__(value, placeholder, id=id, classes=classes, compact=compact)
+        # No select-all on focus: coming back to the prompt (or a letter that refocuses it) keeps typing.
+        super().__init__(value, placeholder, id=id, classes=classes, compact=compact, select_on_focus=False)
         self.history: list[str] = []
         self.max_history = max_history
         self._cursor = 0

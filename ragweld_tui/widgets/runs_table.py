@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable
 
-from ragweld_tui.format import ALARM_MARK, SERVING_MARK, format_value, metric_cell, short_model, status_cell
+from ragweld_tui.format import (ALARM_MARK, SERVING_MARK, eta_cell, format_value, max_steps_of, metric_cell,
+                                progress_cell, short_model, status_cell)
+from ragweld_tui.widgets.nav import NavTable
 from store import RunRecord
+from store.reads import RunProgress
 
 STATUS_STYLE = {"running": "bold green", "completed": "", "failed": "red", "cancelled": "yellow",
                 "interrupted": "magenta", "queued": "dim"}
-NARROW_COLUMNS = ("★", "Name", "ID", "Kind", "Status", "Base → best")
-WIDE_COLUMNS = ("★", "Name", "ID", "Kind", "Backend", "Base model", "Status", "Primary metric")
+# Narrow (80 columns): the kind, base and baseline → best are in the detail line under the table.
+NARROW_COLUMNS = ("★", "Name", "ID", "Status", "Step", "ETA", "Latest")
+WIDE_COLUMNS = ("★", "Name", "ID", "Kind", "Backend", "Base model", "Status", "Step", "ETA", "Latest",
+                "Primary metric")
 
 
-def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool = False) -> tuple[Text | str, ...]:
-    """The cells of one run; `wide` adds backend, full id and base model; an alarmed run's status gets ⚠,
-    the adapter a live HTTP server serves gets ●."""
+def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool = False,
+              progress: RunProgress | None = None) -> tuple[Text | str, ...]:
+    """The cells of one run: progress (step/total, %), ETA while running and the latest primary metric;
+    `wide` adds kind, backend, full id, base model and baseline → best; an alarmed run's status gets
+    ⚠, the adapter a live HTTP server serves gets ●."""
     mark = Text("★", style="bold yellow") if run.promoted else Text("•", style="bold cyan") if marked else ""
     if marked and run.promoted:
         mark = Text("★", style="bold cyan")
@@ -27,16 +33,16 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool
         status = Text.assemble((ALARM_MARK + " ", "bold yellow"), status)
     if served:
         status = Text.assemble((SERVING_MARK + " ", "bold green"), status)
+    step, latest = (progress.step, progress.latest) if progress is not None else (None, None)
+    total = max_steps_of(run.config)
+    done = (progress_cell(step, total), eta_cell(run, step, total, now), format_value(latest, 3))
     if wide:
-        return (mark, run.name[:28], run.id, run.kind, run.backend or "—", short_model(run.base_model, 28), status,
-                metric_cell(run))
-    values = "—"
-    if run.baseline is not None or run.best is not None:
-        values = f"{format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
-    return (mark, run.name[:16], run.id[-8:], run.kind, status, values)
+        return (mark, run.name[:24], run.id, run.kind, run.backend or "—", short_model(run.base_model, 22), status,
+                *done, metric_cell(run))
+    return (mark, run.name[:16], run.id[-8:], status, *done)
 
 
-class RunsTable(DataTable[Text | str]):
+class RunsTable(NavTable[Text | str]):
     """A row-cursor DataTable of runs keyed by run id."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -55,10 +61,11 @@ class RunsTable(DataTable[Text | str]):
             return None
 
     def show(self, runs: Sequence[RunRecord], now: float, marked: set[str], wide: bool,
-             served: frozenset[str] = frozenset()) -> None:
+             served: frozenset[str] = frozenset(), progress: Mapping[str, RunProgress] | None = None) -> None:
         """Replace the rows (skipped when nothing visible changed), keeping the cursor's run; `served`
-        are the runs whose adapter a live server serves."""
-        rows = [(r.id, run_cells(r, now, r.id in marked, wide, r.id in served)) for r in runs]
+        are the runs whose adapter a live server serves, `progress` each run's step and latest metric."""
+        progress = progress or {}
+        rows = [(r.id, run_cells(r, now, r.id in marked, wide, r.id in served, progress.get(r.id))) for r in runs]
         plain = [(rid, tuple(str(c) for c in cells)) for rid, cells in rows]
         if wide == self.wide and plain == self._shown:
             return

@@ -9,6 +9,7 @@ from textual.widgets import OptionList
 
 from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.screens.confirm import ConfirmScreen
+from ragweld_tui.screens.delete import DeleteScreen
 from ragweld_tui.screens.diff import DiffScreen
 from ragweld_tui.screens.inspector import InspectorScreen
 from ragweld_tui.screens.new_run import NewRunScreen, field_id
@@ -75,7 +76,7 @@ async def test_sort_filter_mark_and_compare(fixture_db: Path, app_config) -> Non
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunsTable)
-        await press(pilot, "k")  # kind: reranker
+        await press(pilot, "t")  # kind (type): reranker
         assert table.row_count == 3 and "kind reranker" in screen_text(app)
         await press(pilot, "f", "f")  # status: running, then completed
         assert table.row_count == 2
@@ -96,18 +97,24 @@ async def test_delete_asks_first(fixture_db: Path, app_config) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunsTable)
-        await press(pilot, "down", "d")
-        assert isinstance(app.screen, ConfirmScreen)
+        folder = fixture_db.parent / "runs" / RUN_C
+        folder.mkdir(parents=True)
+        (folder / "adapter.bin").write_bytes(b"x" * 2048)
+        await press(pilot, "down", "d")  # it asks whether the run's files go too, with their size
+        assert isinstance(app.screen, DeleteScreen) and "holds 2.0 KiB" in screen_text(app)
         await press(pilot, "n")
-        assert table.row_count == 4
+        assert table.row_count == 4 and folder.exists()
         await press(pilot, "d", "y")
         app.screen.request_refresh()
         await settle(pilot)
-        assert table.row_count == 3 and RUN_C not in [str(k.value) for k in table.rows]
-        await press(pilot, "down", "down", "d", "y")  # the promoted run is refused by the store
+        assert table.row_count == 3 and RUN_C not in [str(k.value) for k in table.rows] and not folder.exists()
+        assert "Deleted run r20250103-120000-0000000c and its files" in app.notices[-1]
+        await press(pilot, "d", "k")  # keep the files: the run goes, its folder stays
         app.screen.request_refresh()
         await settle(pilot)
-        assert table.row_count == 3 and "cannot be deleted" in app.notices[-1]
+        assert table.row_count == 2 and "its files are kept" in app.notices[-1]
+        await press(pilot, "G", "d")  # the active ★ run: refused before asking
+        assert not isinstance(app.screen, DeleteScreen) and "is the active ★ reranker adapter" in app.notices[-1]
 
 
 async def test_new_run_form_validates_with_the_config_models(fixture_db: Path, app_config) -> None:
@@ -173,10 +180,15 @@ async def test_promote_and_rollback_through_the_real_gate(fixture_db: Path, tmp_
         assert "(latest of 2 verdicts)" in screen_text(app) and "not promoted (forced" not in screen_text(app)
         await press(pilot, "escape", "up", "r")  # a completed run is not resumed
         assert "only interrupted or cancelled runs can be resumed" in app.notices[-1]
-        await press(pilot, "b", "y")
+        await press(pilot, "b")  # the question names what is restored
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == ("Roll the active reranker adapter back from run cisi-lora-r8 (0000000a) "
+                                       "to the base model (no adapter)?")
+        await press(pilot, "y")
         assert "Rolled back: now serving the base model" in app.notices[-1]
-        await press(pilot, "b", "y")
-        assert "Rollback refused: the base model is already the active reranker" in app.notices[-1]
+        await press(pilot, "b")  # nothing left: refused up front, no question
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "Nothing to roll back: the base model is already the active reranker." in app.notices[-1]
 
 
 async def test_promote_dialog_shows_every_figure_and_forces(fixture_db: Path, app_config, monkeypatch) -> None:
@@ -254,7 +266,7 @@ async def test_alarms_show_in_the_runs_list_and_the_hud(fixture_db: Path, app_co
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunsTable)
-        statuses = {str(key.value): str(table.get_row(key)[4]) for key in table.rows}
+        statuses = {str(key.value): str(table.get_row(key)[3]) for key in table.rows}
         assert statuses[RUN_C] == "⚠ failed 1m05s" and statuses[RUN_B] == "completed 7m11s"
         assert "⚠ failed 1m05s" in screen_text(app)
         await press(pilot, "down")
@@ -331,8 +343,9 @@ async def test_help_lists_the_screen_keys(fixture_db: Path, app_config) -> None:
         await settle(pilot)
         await press(pilot, "question_mark")
         text = screen_text(app)
-        for needle in ("Help · Runs", "New", "Promote", "Force promote", "Inspect", "Quit"):
+        for needle in ("Help · Runs", "New", "Promote", "Force promote", "Inspect", "Filter"):
             assert needle in text, needle
+        assert ("q", "Quit") in app.screen.bindings and ("S", "Reverse") in app.screen.bindings  # (scrolled)
         await press(pilot, "escape", "2", "question_mark")
         assert "Help · Metrics" in screen_text(app) and "Overlay" in screen_text(app)
 

@@ -70,7 +70,7 @@ def test_tui_in_a_real_terminal(tmp_path: Path) -> None:
         pane.wait_for("cisi-lora-r8 · r20250101-120000-0000000a")
         pane.keys("[")
         pane.wait_for("level ≥ info")
-        pane.keys("Escape")
+        pane.keys("1")  # the view key leaves the inspector
         pane.wait_for("Runs · 4 of 4")
         pane.wait_gone("level ≥ info")
         pane.keys("2")
@@ -81,6 +81,12 @@ def test_tui_in_a_real_terminal(tmp_path: Path) -> None:
         pane.keys("4")
         pane.wait_for("mode reranker")
         # A terminal reads ESC followed at once by a key as Alt+key, so wait for each escape to land.
+        pane.keys("Escape")
+        pane.wait_for("2 Metrics")
+        pane.keys("4")  # back on the prompt, typing goes into it: the q of "quick" must not quit
+        pane.keys("quick")
+        pane.wait_for("quick")
+        assert not status.exists()
         pane.keys("Escape")
         pane.wait_for("2 Metrics")
         pane.keys("1")
