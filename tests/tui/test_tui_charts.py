@@ -99,3 +99,40 @@ async def test_hud_says_a_run_stopped_early(fixture_db: Path, app_config) -> Non
         assert "6% failed in 1m05s · stopped by an alarm" in screen_text(app)
         await press(pilot, "1", "down", "down", "2")  # a run that ran all its steps says nothing more
         assert re.search(r"100% completed in 12m34s$", screen_text(app), re.M)
+
+
+async def _run_ending_top_left(db: Path) -> str:
+    """A trajectory that ends in the plot's top-left corner (where plotext drew its legend) around 0."""
+    store = await RunStore.open(db)
+    try:
+        run = await store.create_run("reranker", "top-left", "torch", "embedded:tiny-qwen3-reranker",
+                                     {"train": {"max_steps": 40}}, None, "mrr@10")
+        await store.set_status(run, "running")
+        events = [(TelemetryEvent(proj_x=0.002 - step / 10000, proj_y=-0.002 + step / 10000, loss=1.0 + (step == 20)),
+                   step) for step in range(1, 41)]
+        await store.append_events(run, events)
+        return run
+    finally:
+        await store.close()
+
+
+def plot_rows(text: str) -> list[str]:
+    """The rows inside the scatter's frame."""
+    return [row for row in text.splitlines() if re.match(r"^ *[-\d.]*[│┤]", row)]
+
+
+async def test_scatter_legend_leaves_the_path_end_visible(tmp_path: Path, app_config) -> None:
+    db = tmp_path / "store.sqlite"
+    await _run_ending_top_left(db)
+    for size in ((80, 24), (160, 48)):
+        app = fixed_app(db, app_config)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await press(pilot, "3")
+            text = screen_text(app)
+            rows = plot_rows(text)
+            assert "@" in rows[0] or "@" in rows[1], text  # the current point, in the top-left corner
+            assert not any(word in row for row in rows for word in ("current", "start", "lowest", "best")), text
+            assert re.search(r"^↑ proj_y +proj_x →$", text, re.M), text
+            assert "s start 1 · * lowest loss 1 · @ current 1" in text and "best" not in text
+            assert not re.search(r"-0(\.0+)?(?![.\d])", text) and re.search(r"^ *0\.0+┤", text, re.M), text
