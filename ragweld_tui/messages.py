@@ -48,6 +48,8 @@ class InspectorData:
     manifest: str | None
     dataset: DatasetEvent | None
     metrics: dict[str, float]
+    run_dir: str = ""  # the run's folder (artifacts, checkpoints, rankings)
+    checkpoints: tuple[tuple[str, int], ...] = ()  # (path in the run folder, bytes) of the checkpoints on disk
 
 
 class InspectorLoaded(Message):

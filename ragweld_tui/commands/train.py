@@ -20,9 +20,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Column
+
 from ragweld_tui.commands.common import config_from_args, user_errors
 from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
+from ragweld_tui.eta import steady_eta
+from ragweld_tui.format import format_elapsed
 
 if TYPE_CHECKING:
     from store import RunStore
@@ -64,29 +70,79 @@ async def open_store(args: argparse.Namespace, config: AppConfig) -> AsyncIterat
 
 
 class ProgressPrinter:
-    """A bar with ETA on a terminal; plain lines (at evals and every 10 steps) otherwise."""
+    """A one-line bar on a terminal (rich's, redrawn in place and fitted to the width; eval results and
+    alarms print above it); plain lines at evals and every 10 steps otherwise, for logs and pipes.
+
+    The ETA is the steady-state step time (median of recent training steps, warm-up and evaluations
+    left out) × the steps left; `close()` (or leaving the `with` block) ends the bar.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.tty = self.stream.isatty()
         self.start = time.monotonic()
+        self.durations: list[tuple[int, float]] = []  # (step, training seconds of that step)
+        self._last: tuple[int, float] | None = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressPrinter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the bar's last state on screen and give the terminal back."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _eta(self, update: ProgressUpdate) -> float | None:
+        """Each step's duration is the growth of the training-only clock (evaluations are not on it)."""
+        previous = self._last
+        if previous is not None and update.step == previous[0] + 1 and update.elapsed_s > previous[1]:
+            self.durations.append((update.step, update.elapsed_s - previous[1]))
+        elif previous is None and update.step == 1 and update.elapsed_s > 0:
+            self.durations.append((1, update.elapsed_s))
+        self._last = (update.step, update.elapsed_s)
+        return steady_eta(self.durations, update.step, update.max_steps)
 
     def __call__(self, update: ProgressUpdate) -> None:
         elapsed = time.monotonic() - self.start
-        eta = elapsed / update.step * (update.max_steps - update.step) if update.step else 0.0
-        text = (f"step {update.step}/{update.max_steps} loss {update.loss:.4f} {update.tokens_per_s:,.0f} tok/s "
-                f"elapsed {elapsed:.0f}s eta {eta:.0f}s")
-        if update.eval_metrics:
-            text += "  eval " + " ".join(f"{k}={v:.4f}" for k, v in update.eval_metrics.items())
+        eta = self._eta(update)
+        evals = "eval " + " ".join(f"{k}={v:.4f}" for k, v in update.eval_metrics.items()) if update.eval_metrics else ""
+        if not self.tty:
+            for alarm in update.alarms:
+                print(f"ALARM: {alarm}", file=self.stream, flush=True)
+            if update.eval_metrics or update.step % 10 == 0 or update.step == update.max_steps:
+                text = (f"step {update.step}/{update.max_steps} loss {update.loss:.4f} {update.tokens_per_s:,.0f} tok/s "
+                        f"elapsed {elapsed:.0f}s eta {eta or 0.0:.0f}s")
+                print(text + (f"  {evals}" if evals else ""), file=self.stream, flush=True)
+            return
+        bar = self._bar or self._start_bar(update.max_steps)
         for alarm in update.alarms:
-            print("\r\x1b[K" * self.tty + f"ALARM: {alarm}", file=self.stream, flush=True)
-        if self.tty:
-            width = 24
-            filled = int(width * update.step / update.max_steps)
-            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K", end="\n" if update.eval_metrics else "",
-                  file=self.stream, flush=True)
-        elif update.eval_metrics or update.step % 10 == 0 or update.step == update.max_steps:
-            print(text, file=self.stream, flush=True)
+            bar.console.print(f"ALARM: {alarm}", style="bold yellow", markup=False, highlight=False)
+        if evals:
+            bar.console.print(f"step {update.step}/{update.max_steps} {evals}", markup=False, highlight=False)
+        info = (f"loss {update.loss:.4f} · {update.tokens_per_s:,.0f} tok/s · elapsed {format_elapsed(elapsed)} · "
+                f"ETA {format_elapsed(eta)}")
+        if self._task is not None:
+            bar.update(self._task, completed=update.step, total=update.max_steps, info=info)
+        if update.step >= update.max_steps:
+            self.close()
+
+    def _start_bar(self, total: int) -> Progress:
+        """The bar: `step n/N ━━━━━━━ loss … · tok/s · elapsed · ETA`, never wider than the terminal."""
+        console = Console(file=self.stream, highlight=False)
+        self._bar = Progress(
+            TextColumn("step {task.completed:.0f}/{task.total:.0f}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=8)),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+            console=console, expand=True, refresh_per_second=4)
+        self._task = self._bar.add_task("train", total=total, info="")
+        self._bar.start()
+        return self._bar
 
 
 def _num(value: float, sign: str = "") -> str:
@@ -181,7 +237,8 @@ async def _train_or_refuse(config: AppConfig, store: RunStore, plan: TrainingPla
     from trainers.run_loop import run_training
 
     try:
-        return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=ProgressPrinter())
+        with ProgressPrinter() as progress:
+            return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=progress)
     except ResumeRefused as exc:
         raise UserError(str(exc)) from None
     except StoreError as exc:  # resume: another owner; a run: its failure could not be recorded (exit 1)

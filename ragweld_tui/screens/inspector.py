@@ -1,13 +1,15 @@
 """The inspector (pushed on enter): one run's config, dataset, artifacts, manifest, promotion, events.
 
 Every tab reads typed records: the run row, its artifacts, the adapter's manifest file, and the
-run's `DatasetEvent` and `PromotionEvent`s; nothing is parsed out of log text.
+run's `DatasetEvent` and `PromotionEvent`s; nothing is parsed out of log text. The Config tab is
+valid TOML (the facts about the run as comments), so it can be copied into a config file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,14 @@ from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, 
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.export import ExportScreen
 from ragweld_tui.screens.navigation import pick_run, show_diff
+from ragweld_tui.toml_text import to_toml
 from ragweld_tui.widgets.event_log import LEVELS, EventLog
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.nav import NavTable
 from ragweld_tui.widgets.status_line import StatusLine
 from store import DatasetEvent, EventRecord, PromotionEvent, RunStore, StoreError
 from trainers.promotion import ADAPTER_SUBDIR
+from trainers.run_loop import CHECKPOINTS
 
 TABS = ("config", "dataset", "artifacts", "manifest", "promotion", "events")
 TAIL_BACKLOG = 2000  # events shown when the inspector opens on a long run
@@ -42,14 +46,46 @@ MAX_FILE_BYTES = 256 * 1024
 MANIFEST_PATH = f"{ADAPTER_SUBDIR}/{MANIFEST}"  # registered by the trainers with the adapter's files
 
 
-def render_mapping(data: dict[str, Any]) -> str:
-    """A nested config as TOML-like text: `[section]` headers and `key = value` lines."""
-    top = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    parts = ["\n".join(top)] if top else []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            parts.append("\n".join([f"[{key}]"] + [f"{k} = {json.dumps(v)}" for k, v in value.items()]))
-    return "\n\n".join(parts) or "(empty)"
+def render_mapping(data: Mapping[str, Any]) -> str:
+    """A nested config as TOML (None values left out: TOML has no null)."""
+    return to_toml(data) or "(empty)"
+
+
+def effective_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The sections of a stored config that apply to a run of `kind` (`[chat]` is the agent's only)."""
+    return {k: v for k, v in config.items() if not (k == "chat" and kind != "agent")}
+
+
+def comment(text: str) -> str:
+    """Lines as TOML comments."""
+    return "\n".join(f"# {line}" for line in text.splitlines())
+
+
+def display_path(path: str) -> str:
+    """A path as short as it can be read: relative to the working directory when under it, `~` for home."""
+    if not path:
+        return "—"
+    full = Path(path)
+    for base, prefix in ((Path.cwd(), "."), (Path.home(), "~")):
+        try:
+            return f"{prefix}/{full.relative_to(base)}"
+        except ValueError:
+            continue
+    return path
+
+
+def checkpoints_on_disk(run_dir: Path) -> tuple[tuple[str, int], ...]:
+    """(path relative to the run folder, bytes) of each whole checkpoint kept (older ones are pruned)."""
+    root = run_dir / CHECKPOINTS
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    except OSError:
+        return ()
+    found = []
+    for folder in folders:
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        found.append((f"{CHECKPOINTS}/{folder.name}", size))
+    return tuple(found)
 
 
 def utc(ts: float) -> str:
@@ -90,7 +126,9 @@ async def read_inspector(store: RunStore, run_id: str) -> InspectorData:
     if any(a.path == MANIFEST_PATH for a in artifacts):
         manifest = await asyncio.to_thread(read_json_file, store.artifact_path(run_id, MANIFEST_PATH))
     dataset = latest_dataset(await store.events_since(run_id, 0, limit=DATASET_HEAD))
-    return InspectorData(run, artifacts, promotions, manifest, dataset, metrics)
+    run_dir = store.artifact_path(run_id, CHECKPOINTS).parent
+    checkpoints = await asyncio.to_thread(checkpoints_on_disk, run_dir)
+    return InspectorData(run, artifacts, promotions, manifest, dataset, metrics, str(run_dir), checkpoints)
 
 
 class InspectorScreen(AppScreen[None]):
@@ -207,15 +245,19 @@ class InspectorScreen(AppScreen[None]):
         times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
             [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
         header = f"backend {run.backend or '—'} · base {run.base_model or '—'}\n{' · '.join(times)}"
+        header += f"\nrun folder: {display_path(data.run_dir)}"
         if run.error:
             header += f"\nerror: {run.error}"
         if run.alarm:
             header += f"\n{ALARM_MARK} alarm: {run.alarm}"
-        self.query_one("#config-text", Static).update(f"{header}\n\n{render_mapping(run.config)}")
+        config = render_mapping(effective_config(run.config, run.kind))
+        self.query_one("#config-text", Static).update(f"{comment(header)}\n\n{config}")
         table = self.query_one("#artifacts-table", DataTable)
         table.clear()
         for a in data.artifacts:
             table.add_row(a.kind, a.path, human_bytes(a.bytes), a.sha256[:16] + "…", key=a.path)
+        for path, size in data.checkpoints:
+            table.add_row("checkpoint", path, human_bytes(size), "—", key=path)
         manifest = data.manifest or f"(no {MANIFEST_PATH} among the run's artifacts)"
         self.query_one("#manifest-text", Static).update(manifest)
         self._show_dataset_and_promotion(data)

@@ -19,13 +19,13 @@ from textual.widgets import ProgressBar
 from ragweld_tui.format import (
     ALARM_MARK,
     ema,
-    eta_seconds,
     format_elapsed,
     format_value,
     max_steps_of,
     resolve_chart_keys,
     run_elapsed,
 )
+from ragweld_tui.eta import early_stop_note, steady_eta
 from ragweld_tui.messages import HudLoaded, HudSnapshot
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.navigation import pick_run
@@ -44,6 +44,8 @@ from store import RunRecord, RunStore, SeriesPoint, StoreError
 
 SERIES_POINTS = 240  # ~2 braille dots per column of the widest chart; plotext's cost grows with points
 CHART_IDS = ("chart-loss", "chart-eval", "chart-lr", "chart-grad", "chart-tokens")
+STEP_TIME_KEY = "train/step_time_s"  # seconds of each training step (no evaluation): what the ETA uses
+WIDE, TALL = 120, 36  # the breakpoints above which every chart is shown
 HUD_INTERVAL_S = 1.0  # charts need no more than one refresh a second
 
 
@@ -57,6 +59,24 @@ async def default_run(store: RunStore) -> str | None:
 def last_step(points: list[SeriesPoint]) -> int | None:
     """The step of the newest point of a series."""
     return points[-1].step if points else None
+
+
+def step_durations(s: HudSnapshot) -> list[tuple[int, float]]:
+    """(step, seconds) of the recorded training-step times, one per step (the latest after a resume)."""
+    by_step = {p.step: p.value for p in s.series.get("step_time", []) if p.step is not None}
+    return sorted(by_step.items())
+
+
+def time_left(s: HudSnapshot, step: int | None, total: int | None) -> str:
+    """`ETA 1m02s` for a running run; how long a finished one took and whether it stopped early."""
+    run = s.run
+    if run is None:
+        return ""
+    elapsed = run_elapsed(run, s.now)
+    if run.status == "running":
+        return f"ETA {format_elapsed(steady_eta(step_durations(s), step, total))}"
+    note = early_stop_note(run.status, step, total, bool(run.alarm))
+    return f"{run.status} in {format_elapsed(elapsed)}" + (f" · {note}" if note else "")
 
 
 def summary_text(s: HudSnapshot) -> str:
@@ -84,7 +104,7 @@ def summary_text(s: HudSnapshot) -> str:
     elapsed = run_elapsed(run, s.now)
     line2.append(f"elapsed {format_elapsed(elapsed)}")
     if run.status == "running":
-        line2.append(f"ETA {format_elapsed(eta_seconds(elapsed, step, total))}")
+        line2.append(time_left(s, step, total))
     text = " · ".join(parts) + "\n" + " · ".join(line2)
     if s.overlay is not None:
         text += f"\noverlay {s.overlay.name} ({s.overlay.id[-8:]}): best {format_value(s.overlay.best)}"
@@ -142,10 +162,14 @@ class MetricsScreen(AppScreen[None]):
 
     async def _series(self, store: RunStore, run: RunRecord,
                       roles: tuple[str, ...] | None = None) -> tuple[dict[str, str], dict[str, list[SeriesPoint]]]:
-        keys = resolve_chart_keys(await store.metric_keys(run.id), run.primary_metric)
+        recorded = await store.metric_keys(run.id)
+        keys = resolve_chart_keys(recorded, run.primary_metric)
         if roles is not None:
             keys = {k: v for k, v in keys.items() if k in roles}
-        return keys, {role: await store.series(run.id, key, SERIES_POINTS) for role, key in keys.items()}
+        series = {role: await store.series(run.id, key, SERIES_POINTS) for role, key in keys.items()}
+        if roles is None and STEP_TIME_KEY in recorded:
+            series["step_time"] = await store.series(run.id, STEP_TIME_KEY, SERIES_POINTS)
+        return keys, series
 
     @work(exclusive=True, group="hud-poll")
     async def _load(self, run_id: str | None, overlay_id: str | None) -> None:
@@ -198,16 +222,14 @@ class MetricsScreen(AppScreen[None]):
         total = max_steps_of(run.config) if run else None
         step = last_step(s.series.get("loss", [])) if run else None
         bar.update(total=total, progress=float(step or 0))
-        eta = ""
-        if run is not None:
-            elapsed = run_elapsed(run, s.now)
-            eta = (f"ETA {format_elapsed(eta_seconds(elapsed, step, total))}" if run.status == "running"
-                   else f"{run.status} in {format_elapsed(elapsed)}")
-        self.query_one("#hud-eta", StatusLine).show(eta)
+        self.query_one("#hud-eta", StatusLine).show(time_left(s, step, total))
 
     def _draw_charts(self, s: HudSnapshot) -> None:
         """Hand each chart its data (each builds its text in a thread; see CachedPlot)."""
         other = s.overlay.name if s.overlay else ""
+        compact = self.size.width < WIDE or self.size.height < TALL
+        for k, chart_id in enumerate(CHART_IDS):
+            self.query_one(f"#{chart_id}", SeriesChart).index = f"{k + 1}/{len(CHART_IDS)}" if compact else ""
         o_loss = to_line(s.overlay_series["loss"]) if "loss" in s.overlay_series else None
         o_eval = to_line(s.overlay_series["eval"]) if "eval" in s.overlay_series else None
         self.query_one(LossChart).set_loss(s.series.get("loss", []), o_loss, other)
@@ -216,6 +238,10 @@ class MetricsScreen(AppScreen[None]):
         self.query_one(EvalChart).set_eval(metric, s.series.get("eval", []), baseline, o_eval, other)
         for chart_id, role in (("chart-lr", "lr"), ("chart-grad", "grad_norm"), ("chart-tokens", "tokens")):
             self.query_one(f"#{chart_id}", SeriesChart).set_data(to_line(s.series.get(role, [])))
+
+    def on_resize(self) -> None:
+        if self._drawn is not None:  # the chart index shows only in the compact layout
+            self._draw_charts(self._drawn)
 
     def action_next_chart(self) -> None:
         """Show the next chart in the compact (one chart) layout."""

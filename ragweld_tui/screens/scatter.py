@@ -53,8 +53,8 @@ class ScatterScreen(AppScreen[None]):
     def compose(self) -> ComposeResult:
         yield StatusLine("Gradient descent", id="scatter-title", classes="view-title")
         yield TrajectoryChart(id="trajectory")
-        yield Static("s start · * best · @ current · colour: loss (blue low, red high)", id="scatter-legend",
-                     classes="detail-line")
+        yield Static("s start · * lowest loss · @ current", id="scatter-legend", classes="detail-line",
+                     markup=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -109,6 +109,7 @@ class ScatterScreen(AppScreen[None]):
             chart.reset("trajectory" if run is None else f"{run.name}")
         if message.reset or message.points:
             chart.add_points(message.points)
+            self.query_one("#scatter-legend", Static).update(chart.legend())
 
     def action_reload(self) -> None:
         """Re-read the whole trajectory."""

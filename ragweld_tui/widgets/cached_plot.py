@@ -60,6 +60,9 @@ class CachedPlot(PlotextPlot):
         """Clear and plot the buffers into `self.plt` (cheap: plotext only stores the data here)."""
         raise NotImplementedError
 
+    def fit(self, width: int, height: int) -> None:
+        """Adjust the figure to the size it is built at (e.g. how many ticks fit); runs in the build thread."""
+
     def replot(self) -> None:
         """clear → plot → refresh; deferred while a build of the previous data is running."""
         if self._building:
@@ -88,6 +91,7 @@ class CachedPlot(PlotextPlot):
         with self._build_lock:
             self.plt.plotsize(width, height)
             self.plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+            self.fit(width, height)
             self.plt.theme(theme)
             text = Text.from_ansi(self.plt.build())
         self.post_message(PlotBuilt(key, text_to_strips(text, width, height)))

@@ -19,14 +19,40 @@ Line = tuple[list[float], list[float]]
 
 
 def to_line(points: Sequence[SeriesPoint], use_mean: bool = False) -> Line:
-    """(x, y) of finite points, x = step (seq when a point has no step), capped at MAX_POINTS."""
-    xs, ys = [], []
-    for p in points[-MAX_POINTS:]:
+    """(x, y) of finite points, x = step (seq when a point has no step), capped at MAX_POINTS.
+
+    One point per step, the latest recorded: a resumed run may have written a step twice, and a
+    chart that drew both would fold back on itself.
+    """
+    by_x: dict[float, float] = {}
+    for p in points:
         y = p.mean if use_mean and p.mean is not None else p.value
+        x = float(p.step if p.step is not None else p.seq)
+        by_x.pop(x, None)  # keep the latest, in its place in seq order
         if math.isfinite(y):
-            xs.append(float(p.step if p.step is not None else p.seq))
-            ys.append(y)
-    return xs, ys
+            by_x[x] = y
+    pairs = sorted(by_x.items())[-MAX_POINTS:]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def step_ticks(lo: float, hi: float, count: int = 5) -> list[int]:
+    """At most `count` round integer ticks between lo and hi (steps are whole numbers: no `30.8`)."""
+    first, last = math.ceil(lo), math.floor(hi)
+    if last <= first:
+        return [first if first <= hi else int(lo)]
+    magnitude = 1
+    while True:
+        for m in (1, 2, 2.5, 5):
+            spacing = int(m * magnitude)
+            if spacing != m * magnitude:
+                continue
+            ticks = list(range(math.ceil(first / spacing) * spacing, last + 1, spacing))
+            if len(ticks) <= max(1, count):
+                return ticks or [first, last]
+        magnitude *= 10
+
+
+RAW_MARK, LINE_MARK, OVERLAY_MARK, BASELINE_MARK = "•", "⠤", "⠒", "▄"  # how each series looks in a legend
 
 
 class SeriesChart(CachedPlot):
@@ -39,6 +65,7 @@ class SeriesChart(CachedPlot):
         self.main: Line = ([], [])
         self.other: Line = ([], [])
         self.other_label = ""
+        self.index = ""  # "2/5" when the HUD shows one chart at a time
 
     def set_data(self, main: Line, other: Line | None = None, other_label: str = "") -> None:
         """Replace the buffers (capped) and redraw."""
@@ -47,9 +74,21 @@ class SeriesChart(CachedPlot):
         self.other_label = other_label
         self.replot()
 
-    def _begin(self, title: str) -> None:
-        self.plt.clear_figure()
-        self.plt.title(title if self.main[0] else f"{title} (no data)")
+    def _begin(self, title: str, legend: str = "") -> None:
+        """Clear, then the title (with the chart index and a legend, kept off the plot area: a legend
+        drawn inside covers the curve's start) and an integer `step` axis."""
+        plt = self.plt
+        plt.clear_figure()
+        head = f"{self.index} {title}" if self.index else title
+        plt.title(f"{head} · {legend}" if legend and self.main[0] else head if self.main[0] else f"{head} (no data)")
+        plt.xlabel("step")
+
+    def fit(self, width: int, height: int) -> None:
+        """Integer step ticks, about one per 14 columns."""
+        xs = self.main[0] + self.other[0]
+        if xs:
+            ticks = step_ticks(min(xs), max(xs), max(2, min(6, width // 14)))
+            self.plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
 
     def draw(self) -> None:
         """clear → plot (the base class refreshes and builds off the loop)."""
@@ -74,12 +113,16 @@ class LossChart(SeriesChart):
         self.set_data(to_line(points), other, other_label)
 
     def draw(self) -> None:
-        self._begin(self.TITLE)
-        if self.main[0]:
-            self.plt.plot(*self.main, marker="braille", color="gray", label="raw")
-            self.plt.plot(*self.smooth, marker="braille", color="cyan", label="smoothed")
+        # Raw points as dots, the smoothed curve as a line: told apart without colour.
+        legend = f"{RAW_MARK} raw  {LINE_MARK} smoothed"
         if self.other[0]:
-            self.plt.plot(*self.other, marker="braille", color="magenta", label=self.other_label or "overlay")
+            legend += f"  {OVERLAY_MARK} {self.other_label or 'overlay'}"
+        self._begin(self.TITLE, legend)
+        if self.main[0]:
+            self.plt.scatter(*self.main, marker="dot", color="gray")
+            self.plt.plot(*self.smooth, marker="braille", color="cyan")
+        if self.other[0]:
+            self.plt.plot(*self.other, marker="braille", color="magenta")
 
 
 class EvalChart(SeriesChart):
@@ -100,15 +143,18 @@ class EvalChart(SeriesChart):
         self.set_data(to_line(points), other, other_label)
 
     def draw(self) -> None:
-        self._begin(f"eval {self.metric}")
+        legend = f"{LINE_MARK} tuned" + (f"  {BASELINE_MARK} baseline" if self.baseline is not None else "")
+        if self.other[0]:
+            legend += f"  {OVERLAY_MARK} {self.other_label or 'overlay'}"
+        self._begin(f"eval {self.metric}", legend)
         if self.main[0]:
-            self.plt.plot(*self.main, marker="braille", color="green", label="tuned")
+            self.plt.plot(*self.main, marker="braille", color="green")
             if self.baseline is not None:
                 xs = self.main[0]
                 self.plt.plot([xs[0], xs[-1]] if len(xs) > 1 else [xs[0], xs[0] + 1], [self.baseline] * 2,
-                              color="red", label="baseline")
+                              color="red")
         if self.other[0]:
-            self.plt.plot(*self.other, marker="braille", color="magenta", label=self.other_label or "overlay")
+            self.plt.plot(*self.other, marker="braille", color="magenta")
 
 
 class LearningRateChart(SeriesChart):

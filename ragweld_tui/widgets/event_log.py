@@ -1,10 +1,15 @@
-"""The run event log: a scrollable, level-filtered view of a run's events with a bounded buffer."""
+"""The run event log: a scrollable, level-filtered view of a run's events with a bounded buffer.
+
+Long messages wrap (a line cut at the pane's edge could only be read by focusing the log and
+scrolling sideways), and a filter that hides everything says so instead of showing a blank pane.
+"""
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
 
+from rich.table import Table
 from rich.text import Text
 
 from ragweld_tui.format import ALARM_MARK, figures_inline, format_elapsed, format_value, verdict_head
@@ -72,40 +77,56 @@ class EventLog(NavLog):
     """Keeps the last `max_records` events of one run and shows those at or above `min_level`."""
 
     def __init__(self, *, max_records: int = 5000, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(max_lines=max_records, wrap=False, markup=False, auto_scroll=True, id=id, classes=classes)
+        super().__init__(max_lines=max_records, wrap=True, markup=False, auto_scroll=True, id=id, classes=classes)
         self.records: collections.deque[EventRecord] = collections.deque(maxlen=max_records)
         self.min_level = "info"
         self.origin: float | None = None
         self.skipped = 0
+        self.shown = 0  # events passing the filter now on screen
+        self.empty_note = False  # the "nothing at this level" line is on screen
 
-    def _line(self, record: EventRecord) -> Text | None:
+    def _line(self, record: EventRecord) -> Table | None:
+        """One event: its columns, then the message, wrapped under itself (a hanging indent)."""
         level, text = describe_event(record)
         if LEVELS.index(level) < LEVELS.index(self.min_level):
             return None
         offset = "" if self.origin is None else f"+{format_elapsed(record.ts - self.origin)}"
         step = "" if record.step is None else str(record.step)
-        line = Text(f"{record.seq:>6} {offset:>8} {step:>6} {record.event.type:<10} ", style="dim")
-        line.append(text, style=LEVEL_STYLE[level])
+        head = Text(f"{record.seq:>6} {offset:>8} {step:>6} {record.event.type:<10}", style="dim")
+        line = Table.grid(padding=(0, 1))
+        line.add_column(no_wrap=True)
+        line.add_column(overflow="fold")
+        line.add_row(head, Text(text, style=LEVEL_STYLE[level]))
         return line
 
     def add_records(self, records: Iterable[EventRecord], skipped: int = 0) -> None:
         """Append new events (in seq order) and show the ones passing the filter."""
         if skipped and not self.records:
             self.skipped = skipped
-            self.write(Text(f"… {skipped} earlier events not shown", style="dim italic"))
-        for record in records:
-            self.records.append(record)
+        new = list(records)
+        self.records.extend(new)
+        if self.empty_note or not self.shown:  # the placeholder goes once something passes the filter
+            self.set_level(self.min_level)
+            return
+        for record in new:
             line = self._line(record)
             if line is not None:
-                self.write(line)
+                self.write(line, expand=True)
+                self.shown += 1
 
     def set_level(self, level: str) -> None:
         """Show only events at or above `level`; re-renders the buffer."""
         self.min_level = level
         self.clear()
+        self.shown, self.empty_note = 0, False
         if self.skipped:
             self.write(Text(f"… {self.skipped} earlier events not shown", style="dim italic"))
         for record in self.records:
             line = self._line(record)
             if line is not None:
-                self.write(line)
+                self.write(line, expand=True)
+                self.shown += 1
+        if not self.shown:
+            self.empty_note = True
+            what = f"no events at level {level} or above" if self.records else "no events yet"
+            self.write(Text(f"({what}; l changes the level)" if self.records else f"({what})", style="dim italic"))

@@ -2,8 +2,10 @@
 
 Points arrive incrementally from telemetry events. The buffer is bounded: past `max_points` it
 drops every other point (the first is kept), so a long run keeps its overall shape at a fixed
-cost. The start, the best (lowest loss ever seen, tracked outside the buffer) and the current
-point are always drawn with their own markers.
+cost. The start, the lowest loss ever seen (tracked outside the buffer; "best" is kept for the best
+evaluation) and the current point are always drawn with their own markers. The legend is a line
+outside the plot (`legend()`): plotext draws its own over the top-left corner, where a path often
+ends, and hid the current point.
 """
 
 from __future__ import annotations
@@ -14,6 +16,25 @@ from collections.abc import Iterable
 from ragweld_tui.widgets.cached_plot import CachedPlot
 
 Point = tuple[float, float, float]
+X_LABEL = "proj_x →"  # the weights on two fixed random directions (see the screen's help)
+Y_LABEL = "↑ proj_y"
+
+
+def axis_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """At most `count` round ticks between lo and hi, labelled with as few decimals as the spacing needs
+    (never `-0.0000`)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo], [f"{lo + 0.0:.3g}"]  # + 0.0 turns -0.0 into 0.0
+    magnitude = 10.0 ** (math.floor(math.log10((hi - lo) / max(1, count))) - 1)
+    while True:
+        for m in (1, 2, 2.5, 5):
+            spacing = m * magnitude
+            first, last = math.ceil(lo / spacing - 1e-9), math.floor(hi / spacing + 1e-9)
+            if last - first + 1 <= max(1, count):
+                decimals = max(0, -math.floor(math.log10(spacing) + 1e-9) + (1 if m == 2.5 else 0))
+                ticks = [k * spacing for k in range(first, last + 1)]
+                return ticks, [f"{round(t, decimals) + 0.0:.{decimals}f}" for t in ticks]
+        magnitude *= 10
 
 
 def loss_color(loss: float, lo: float, hi: float) -> tuple[int, int, int]:
@@ -69,7 +90,24 @@ class TrajectoryChart(CachedPlot):
         # plotext colours each point from a list of colours, though its annotation allows one colour only.
         plt.scatter([p[0] for p in self.points], [p[1] for p in self.points], marker="dot",
                     color=[loss_color(v, lo, hi) for v in losses])  # type: ignore[arg-type]
-        for point, marker, color, label in ((self.start, "s", "white", "start"), (self.best, "*", "green", "best"),
-                                            (self.current, "@", "yellow", "current")):
+        plt.xlabel(X_LABEL)
+        plt.ylabel(Y_LABEL)
+        # The current point last, so nothing is drawn over it.
+        for point, marker, color in ((self.start, "s", "white"), (self.best, "*", "green"), (self.current, "@", "yellow")):
             if point is not None:
-                plt.scatter([point[0]], [point[1]], marker=marker, color=color, label=f"{label} {point[2]:.3g}")
+                plt.scatter([point[0]], [point[1]], marker=marker, color=color)
+
+    def fit(self, width: int, height: int) -> None:
+        """Round ticks on both axes, as many as fit."""
+        if self.points:
+            for values, count, set_ticks in (([p[0] for p in self.points], max(2, min(8, width // 14)), self.plt.xticks),
+                                             ([p[1] for p in self.points], max(3, min(8, height // 4)), self.plt.yticks)):
+                ticks, labels = axis_ticks(min(values), max(values), count)
+                set_ticks(ticks, labels)
+
+    def legend(self) -> str:
+        """The markers' key with their losses (shown under the chart, never over the points)."""
+        parts = [f"{marker} {label} {point[2]:.3g}" for point, marker, label in
+                 ((self.start, "s", "start"), (self.best, "*", "lowest loss"), (self.current, "@", "current"))
+                 if point is not None]
+        return " · ".join(parts) if parts else "s start · * lowest loss · @ current"

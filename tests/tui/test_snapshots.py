@@ -35,7 +35,8 @@ FLOWS: dict[str, list[str]] = {
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(FLOWS))
-async def test_screen_snapshot(name: str, size: tuple[int, int], fixture_db: Path, app_config) -> None:
+async def test_screen_snapshot(name: str, size: tuple[int, int], fixture_db: Path, app_config, monkeypatch) -> None:
+    monkeypatch.chdir(fixture_db.parent)  # paths on screen are shown relative to the working directory
     app = fixed_app(fixture_db, app_config)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from textual.widgets import OptionList
+from textual.widgets import OptionList, Static
 
 from ragweld_tui.config import AppConfig, parse_config
 from ragweld_tui.screens.confirm import ConfirmScreen
@@ -35,7 +35,7 @@ async def test_open_a_run_in_the_inspector(fixture_db: Path, app_config) -> None
         await press(pilot, "down", "down", "down", "enter")
         screen = app.screen
         assert isinstance(screen, InspectorScreen) and screen.run_id == RUN_A
-        assert "learning_rate = 0.0002" in screen_text(app)
+        assert "learning_rate = 0.0002" in str(screen.query_one("#config-text", Static).content)
         await press(pilot, "right_square_bracket")  # the run's DatasetEvent, not its log lines
         text = screen_text(app)
         assert "16 queries, 64 positives" in text and "split           12 train / 4 dev queries" in text
@@ -65,7 +65,8 @@ async def test_event_log_filters_by_level(fixture_db: Path, app_config) -> None:
         await press(pilot, "down", "enter", "l")  # the failed run, warning level and up
         text = screen_text(app)
         assert "grad norm 1e6 clipped" in text and "TrainingFailed: loss is nan" in text and "→ running" not in text
-        assert "alarm      ⚠ loss 8.1e+05 is over 100× its running mean at step 12 (loss di" in text
+        assert "alarm      ⚠ loss 8.1e+05 is over 100× its running mean at step 12 (loss" in text
+        assert "divergence: 8.1e+05, limit 100)" in text  # a long message wraps under itself
         await press(pilot, "l")
         text = screen_text(app)
         assert "grad norm 1e6 clipped" not in text and "→ failed" in text and "alarm      ⚠" not in text
