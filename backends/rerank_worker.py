@@ -20,8 +20,6 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
 from backends.base import Score
 from backends.service import GroupResponse, RerankService
 
@@ -174,7 +172,3 @@ class RerankWorker:
                 else:
                     job.future.set_result(WorkerResult(result.scores, group, len(batch), result.stats.real_tokens,
                                                        started - job.enqueued, result.stats.seconds))
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for /health and the store line."""
-        return {"waiting": self.waiting, "batches": self.batches, "batched_requests": self.batched_requests}

@@ -77,9 +77,11 @@ class RerankService(AdapterHost[Reranker]):
 
     async def score(self, query: str, docs: Sequence[str]) -> ScoreResponse:
         """Score documents for a query with the current active adapter (loading on first use)."""
-        async with self._using() as reranker:
-            scores = await self.in_model_thread(reranker.score, query, list(docs))
-            return ScoreResponse(scores, reranker.last_stats, self._serving_fingerprint, self.last_load_seconds)
+        group = await self.score_group([(query, docs)])
+        [result] = group.results
+        if result.error is not None:
+            raise result.error
+        return ScoreResponse(result.scores, result.stats, group.adapter_fingerprint, group.load_seconds)
 
     async def score_group(self, requests: Sequence[tuple[str, Sequence[str]]]) -> GroupResponse:
         """Score (query, documents) requests one after another under a single hold of the model: each

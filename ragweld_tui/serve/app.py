@@ -61,9 +61,6 @@ class ServerContext:
     errors: int = 0  # 5xx answers (overload included)
     rejected: int = 0  # 4xx answers
 
-    def served_adapter(self) -> Manifest | None:
-        return self.service.adapter_manifest
-
 
 def make_app(state: ServerContext) -> Starlette:
     """The ASGI app over `state` (the runner starts and stops the worker and the background tasks)."""
