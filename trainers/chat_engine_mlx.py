@@ -6,6 +6,8 @@ quantized, and is applied only to the gathered target positions.
 
 from __future__ import annotations
 
+from typing import cast
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -15,6 +17,28 @@ from trainers.chat_engine import ChatBatch
 from trainers.lora_mlx import MlxLoraEngine
 
 EVAL_CHUNK = 1024
+
+
+@mx.custom_function
+def _nll_and_probs(logits: mx.array, targets: mx.array) -> tuple[mx.array, mx.array]:
+    """−log p(target) per row, and the softmax the gradient needs, from one pass of `exp`.
+
+    MLX's CPU `exp` is the cost of a vocabulary-wide loss (with every token a target it is most of
+    a step); `cross_entropy`'s gradient recomputes the softmax, this keeps the forward's instead.
+    """
+    top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
+    e = mx.exp(logits - top)
+    total = e.sum(axis=-1, keepdims=True)
+    nll = top + mx.log(total) - mx.take_along_axis(logits, targets[:, None], axis=-1)
+    return nll[:, 0], e / total
+
+
+@_nll_and_probs.vjp
+def _nll_vjp(primals: tuple[mx.array, mx.array], cotangents: tuple[mx.array, mx.array],
+             outputs: tuple[mx.array, mx.array]) -> tuple[mx.array, mx.array]:
+    logits, targets = primals
+    onehot = mx.arange(logits.shape[-1])[None, :] == targets[:, None]
+    return cotangents[0][:, None] * (outputs[1] - onehot), mx.zeros_like(targets)
 
 
 class MlxChatEngine(MlxLoraEngine):
@@ -33,7 +57,8 @@ class MlxChatEngine(MlxLoraEngine):
 
     def _loss_sum(self, ids: mx.array, src: mx.array, tgt: mx.array) -> mx.array:
         logits = self._head_logits(self._gather(ids, src)).astype(mx.float32)
-        return nn.losses.cross_entropy(logits, tgt, reduction="sum")
+        nll, _ = cast(tuple[mx.array, mx.array], _nll_and_probs(logits, tgt))  # custom_function is untyped
+        return nll.sum()
 
     @pinned
     def nll(self, batch: ChatBatch) -> tuple[float, int]:

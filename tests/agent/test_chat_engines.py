@@ -101,3 +101,23 @@ def test_qlora_on_a_4bit_mlx_model_learns(quantized_dir: Path, chat_tokenizer, b
         assert generator.reply(question, greedy) != base
     finally:
         generator.close()
+
+
+def test_mlx_one_exp_loss_matches_cross_entropy_and_its_gradient() -> None:
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from trainers.chat_engine_mlx import _nll_and_probs
+
+    logits = mx.array(np.random.default_rng(0).normal(size=(6, 50)).astype(np.float32) * 4)
+    targets = mx.array([0, 7, 49, 3, 3, 12])
+
+    def ours(x: mx.array) -> mx.array:
+        return _nll_and_probs(x, targets)[0].sum()
+
+    def reference(x: mx.array) -> mx.array:
+        return nn.losses.cross_entropy(x, targets, reduction="sum")
+
+    (value, grad), (ref_value, ref_grad) = mx.value_and_grad(ours)(logits), mx.value_and_grad(reference)(logits)
+    assert abs(value.item() - ref_value.item()) < 1e-5
+    assert np.abs(np.array(grad) - np.array(ref_grad)).max() < 1e-6
