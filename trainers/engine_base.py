@@ -112,6 +112,22 @@ def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray
     return ids, np.array([len(r) - 1 for r in rows], dtype=np.int64)
 
 
+def shared_prefix_lengths(rows: list[list[int]], group_size: int) -> list[int]:
+    """For each consecutive group of `group_size` rows, how many leading tokens all its rows share,
+    leaving every row at least its last token (the one the score is read from)."""
+    if not rows or len(rows) % group_size:
+        raise ValueError(f"{len(rows)} rows do not make whole groups of {group_size}")
+    out = []
+    for start in range(0, len(rows), group_size):
+        group = rows[start:start + group_size]
+        limit = min(len(r) for r in group) - 1
+        n = 0
+        while n < limit and all(r[n] == group[0][n] for r in group[1:]):
+            n += 1
+        out.append(n)
+    return out
+
+
 def layers_to_train(num_layers: int, total_layers: int) -> list[int]:
     """Layer indices LoRA goes into: -1 means all, N the last N (mlx-lm's `num_layers`)."""
     if num_layers == -1 or num_layers >= total_layers:

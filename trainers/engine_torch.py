@@ -2,7 +2,9 @@
 
 Only the LoRA matrices train; the base, its embeddings and the head stay frozen. The forward pass
 stops at the final norm, gathers each row's last real token and projects it on the `yes`/`no`
-head rows, so no full-vocabulary logits exist even during training. Setup, AdamW, the schedule,
+head rows, so no full-vocabulary logits exist even during training. A listwise group's rows share
+the prompt prefix, instruction and query (about two thirds of each row on the demo): the prefix runs
+once per group and its key/value cache, with gradients, is repeated over the group's documents. Setup, AdamW, the schedule,
 accumulation and state live in `trainers.lora_torch`, shared with the chat engine.
 """
 
@@ -14,8 +16,9 @@ import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
+from backends.engine_torch import cache_argument
 from trainers.settings import LoraConfig, TrainConfig
-from trainers.engine_base import Batch, pad_rows
+from trainers.engine_base import Batch, pad_rows, shared_prefix_lengths
 from trainers.lora_torch import TorchLoraEngine
 
 
@@ -28,6 +31,7 @@ class TorchTrainEngine(TorchLoraEngine):
         super().__init__(model_dir, lora, train, pad_id, seed=seed, init_lora=init_lora, device=device,
                          eval_batch_size=eval_batch_size)
         self._head_rows: torch.Tensor = self._head[list(answer_ids)].detach().clone()
+        self._cache_arg = cache_argument(self._backbone)
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         ids, last = pad_rows(rows, self.pad_id)
@@ -36,14 +40,47 @@ class TorchTrainEngine(TorchLoraEngine):
         logits = picked @ self._head_rows.T
         return logits[:, 0] - logits[:, 1]
 
+    def _forward_groups(self, rows: list[list[int]], group_size: int) -> torch.Tensor:
+        """`_forward(rows)` for consecutive groups of rows, each group's common prefix run once.
+
+        Prefixes are right-padded (so no query position is fully masked) and the padding is masked
+        out of the documents' attention; positions continue from each group's own prefix length, so
+        every real token sees exactly what it sees in the full forward.
+        """
+        lengths = shared_prefix_lengths(rows, group_size)
+        groups, width = len(lengths), max(lengths)
+        if width == 0:
+            return self._forward(rows)
+        prefix = torch.full((groups, width), self.pad_id, dtype=torch.long)
+        prefix_mask = torch.zeros((groups, width), dtype=torch.long)
+        for g, n in enumerate(lengths):
+            prefix[g, :n] = torch.tensor(rows[g * group_size][:n])
+            prefix_mask[g, :n] = 1
+        cache = self._backbone(input_ids=prefix.to(self.device), attention_mask=prefix_mask.to(self.device),
+                               use_cache=True)[self._cache_arg]
+        cache.batch_repeat_interleave(group_size)
+        tails = [row[lengths[i // group_size]:] for i, row in enumerate(rows)]
+        ids, last = pad_rows(tails, self.pad_id)
+        tail_mask = torch.from_numpy(np.arange(ids.shape[1])[None, :] <= last[:, None]).long()
+        mask = torch.cat([prefix_mask.repeat_interleave(group_size, 0), tail_mask], dim=1)
+        starts = torch.tensor(lengths).repeat_interleave(group_size)
+        positions = starts[:, None] + torch.arange(ids.shape[1])[None, :]
+        hidden: torch.Tensor = self._backbone(
+            input_ids=torch.from_numpy(ids).to(self.device), attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device), use_cache=True, **{self._cache_arg: cache}).last_hidden_state
+        picked = hidden[torch.arange(len(rows), device=self.device), torch.from_numpy(last).to(self.device)]
+        logits = picked @ self._head_rows.T
+        return logits[:, 0] - logits[:, 1]
+
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
-        z = self._forward(batch.rows)
         if self.train_cfg.loss == "pointwise":
+            z = self._forward(batch.rows)
             labels = torch.tensor(batch.labels, dtype=z.dtype, device=z.device)
             return torch.nn.functional.binary_cross_entropy_with_logits(z, labels, reduction="sum")
+        z = self._forward_groups(batch.rows, self.train_cfg.group_size)
         groups = z.view(-1, self.train_cfg.group_size)
         return (torch.logsumexp(groups, dim=1) - groups[:, 0]).sum()
 

@@ -11,7 +11,7 @@ import pytest
 from backends.adapters import LoraWeights
 from trainers.engine_base import (
     Batch, TrainState, default_lora_init, dropout_seed, flatten_lora, layers_to_train, matches_target, pad_rows,
-    read_state, write_state)
+    read_state, shared_prefix_lengths, write_state)
 from trainers.losses import examples_in, listwise_ce_sum, pointwise_bce_sum
 from trainers.schedule import lr_at, lr_curve
 
@@ -55,6 +55,14 @@ def test_pad_rows_right_pads_and_finds_last_token() -> None:
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and last.tolist() == [2, 0]
     with pytest.raises(ValueError):
         pad_rows([[1], []], 0)
+
+
+def test_shared_prefix_lengths_leave_each_row_its_last_token() -> None:
+    rows = [[1, 2, 3, 4], [1, 2, 5], [7, 8], [7, 8, 9], [4], [4]]
+    assert shared_prefix_lengths(rows, 2) == [2, 1, 0]
+    assert shared_prefix_lengths(rows[:2], 1) == [3, 2]
+    with pytest.raises(ValueError):
+        shared_prefix_lengths(rows, 4)
 
 
 def test_layer_and_target_selection() -> None:
