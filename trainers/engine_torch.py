@@ -20,7 +20,7 @@ from trainers.lora_torch import TorchLoraEngine
 
 
 class TorchTrainEngine(TorchLoraEngine):
-    """Trains a peft LoRA adapter on a transformers causal LM, fp32, on yes−no log-odds."""
+    """Trains a peft LoRA adapter on a transformers causal LM on yes−no log-odds (fp32 head and loss)."""
 
     def __init__(self, model_dir: Path, lora: LoraConfig, train: TrainConfig, answer_ids: tuple[int, int],
                  pad_id: int, *, seed: int | None = None, init_lora: LoraWeights | None = None,
@@ -33,14 +33,15 @@ class TorchTrainEngine(TorchLoraEngine):
         ids, last = pad_rows(rows, self.pad_id)
         hidden = self._hidden(ids)
         picked = hidden[torch.arange(len(rows), device=self.device), torch.from_numpy(last).to(self.device)]
-        logits = picked @ self._head_rows.T
-        return logits[:, 0] - logits[:, 1]
+        with self._fp32():  # the yes/no projection and the log-odds stay fp32 under bf16/fp16 training
+            logits = picked.float() @ self._head_rows.T
+            return logits[:, 0] - logits[:, 1]
 
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
-        z = self._forward(batch.rows)
+        z = self._forward(batch.rows)  # fp32; autocast keeps logsumexp and BCE in fp32 as well
         if self.train_cfg.loss == "pointwise":
             labels = torch.tensor(batch.labels, dtype=z.dtype, device=z.device)
             return torch.nn.functional.binary_cross_entropy_with_logits(z, labels, reduction="sum")
