@@ -20,7 +20,7 @@ SAFE_CHANGES: frozenset[str] = frozenset({
     "model.device", "train.precision", "train.gradient_checkpointing", "data.path", "scoring.*", "serving.*",
     "store.*", "chat.*",
 })
-# What runs recorded before a setting existed ran with.
+# What a config without these settings (a run recorded before they existed) ran with.
 LEGACY_DEFAULTS: dict[str, Any] = {"train.precision": "fp32", "train.gradient_checkpointing": False}
 
 
@@ -49,7 +49,7 @@ def resume_changes(stored: dict[str, Any], current: dict[str, Any], stored_finge
     `data.path` may move as long as the data's fingerprint is the same; `max_steps` may be raised, not
     lowered (the run may already be past the new end).
     """
-    old, new = LEGACY_DEFAULTS | _flatten(stored), _flatten(current)
+    old, new = LEGACY_DEFAULTS | _flatten(stored), LEGACY_DEFAULTS | _flatten(current)
     refused: list[str] = []
     allowed: list[str] = []
     if stored_fingerprint and current_fingerprint and stored_fingerprint != current_fingerprint:
