@@ -101,3 +101,18 @@ def test_qlora_on_a_4bit_mlx_model_learns(quantized_dir: Path, chat_tokenizer, b
         assert generator.reply(question, greedy) != base
     finally:
         generator.close()
+
+
+@pytest.mark.parametrize("backend", ["torch", "mlx"])
+def test_bf16_chat_training_is_close_to_fp32(chat_model_dir: Path, chat_tokenizer, batch: ChatBatch,
+                                             random_init: LoraWeights, backend: str) -> None:
+    """`[train].precision = 'bf16'` on the chat engines: finite, near fp32's loss, LoRA still fp32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        engine = make(chat_model_dir, backend, chat_tokenizer.pad_token_id, random_init, precision=precision)
+        stats = [engine.train_step([batch]) for _ in range(2)]
+        assert all(np.isfinite(s.loss) and np.isfinite(s.grad_norm) for s in stats)
+        assert engine.trainable_vector().dtype == np.float32
+        losses[precision] = stats[0].loss
+        engine.close()
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=5e-2) and losses["bf16"] != losses["fp32"]
