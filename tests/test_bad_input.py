@@ -245,6 +245,8 @@ CASES: dict[str, Case] = {
                                                "[train].gradient_checkpointing"),
     "fp16 on the CPU": Case(run_with(train__precision='"fp16"'),
                             "[train].precision = 'fp16': the CPU has no fp16 matmul; use bf16 or fp32"),
+    "mlx checkpointing with dropout": Case(run_with(model__backend='"mlx"', train__gradient_checkpointing="true",
+                                                    lora__dropout="0.1"), "[train].gradient_checkpointing = true"),
     "unknown loss": Case(run_with(train__loss='"hinge"'), "[train].loss"),
     "dev_fraction above 1": Case(run_with(data__dev_fraction="1.5"), "[data].dev_fraction"),
     "group_size 1": Case(run_with(train__group_size="1"), "[train].group_size"),

@@ -26,7 +26,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import pinned
-from trainers.precision import resolve_precision, stored_precision
+from trainers.precision import check_checkpointing, resolve_precision, stored_precision
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
@@ -70,6 +70,7 @@ class MlxLoraEngine:
         linear_to_lora_layers(self.model, lora.num_layers if lora.num_layers != -1 else total_layers,
                               {"rank": lora.rank, "scale": lora.scale, "dropout": lora.dropout, "keys": keys})
         if train.gradient_checkpointing:
+            check_checkpointing("mlx", True, lora.dropout)
             checkpoint_layers(self.model)
         self._after_load()
         mx.eval(self.model.parameters())

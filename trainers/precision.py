@@ -77,9 +77,18 @@ def precision_for(requested: str, backend: str, device: str, model_dir: Path) ->
                              stored=stored_precision(model_dir))
 
 
+def check_checkpointing(backend: str, checkpointing: bool, dropout: float) -> None:
+    """Refuse what `[train].gradient_checkpointing` cannot do: on MLX the recompute would draw new
+    LoRA dropout masks (MLX's global random stream cannot be rewound), so the gradients would be wrong."""
+    if backend == "mlx" and checkpointing and dropout > 0.0:
+        raise ValueError(f"[train].gradient_checkpointing = true with [lora].dropout = {dropout}: MLX would draw "
+                         "other dropout masks when it recomputes a layer; set one of them off, or use torch")
+
+
 def with_resolved_precision(config: AppConfig, backend: str, device: str, model_dir: Path) -> AppConfig:
     """A copy of `config` whose `[train].precision` is the one that runs here, which the run records
-    (ValueError, before the run exists, when this backend or device cannot run the one asked for)."""
+    (ValueError, before the run exists, when this backend or device cannot run what is asked for)."""
+    check_checkpointing(backend, config.train.gradient_checkpointing, config.lora.dropout)
     resolved = precision_for(config.train.precision, backend, device, model_dir)
     return config.model_copy(update={"train": config.train.model_copy(update={"precision": resolved})})
 
