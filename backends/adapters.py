@@ -64,6 +64,9 @@ class Manifest:
     kind: str = "reranker"
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    # How the adapter was trained ("": not recorded, e.g. an adapter from before these fields).
+    precision: str = ""
+    gradient_checkpointing: bool = False
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> str:

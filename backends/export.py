@@ -164,7 +164,9 @@ def write_export(tmp: Path, fmt: ExportFormat, lora: LoraWeights, model_dir: Pat
         template_fingerprint=manifest.template_fingerprint if manifest else template_fingerprint(),
         backend="mlx" if fmt == "mlx" else "torch", files={},
         dataset_fingerprint=manifest.dataset_fingerprint if manifest else "", kind=manifest.kind if manifest else "reranker",
-        run_id=manifest.run_id if manifest else "", metrics=dict(manifest.metrics) if manifest else {}))
+        run_id=manifest.run_id if manifest else "", metrics=dict(manifest.metrics) if manifest else {},
+        precision=manifest.precision if manifest else "",
+        gradient_checkpointing=manifest.gradient_checkpointing if manifest else False))
 
 
 def write_merged(out: Path, lora: LoraWeights, model_dir: Path, *, dtype: str = "auto", max_shard_size: str = "5GB") -> None:

@@ -99,6 +99,16 @@ def run_label(run: RunRecord) -> str:
     return f"{run.name} ({short_id(run.id)})"
 
 
+def run_compute(run: RunRecord) -> str:
+    """How a run computed, from its recorded config: `bf16`, `fp32 + checkpointing` ("—": no config).
+
+    Runs recorded before `[train].precision` existed trained in fp32."""
+    train = run.config.get("train")
+    if not isinstance(train, dict):
+        return "—"
+    return str(train.get("precision", "fp32")) + (" + checkpointing" if train.get("gradient_checkpointing") else "")
+
+
 def short_model(name: str | None, width: int = 24) -> str:
     """A model id shortened from the left (the tail is the informative part of a path)."""
     if not name:

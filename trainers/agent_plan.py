@@ -29,6 +29,7 @@ from trainers.engines import make_chat_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation
 from trainers.lora_check import check_lora
+from trainers.precision import compute_note, with_resolved_precision
 from trainers.serving_check import lora_config_for
 
 
@@ -77,6 +78,7 @@ class AgentPlan:
         if choice.backend == "torch" and is_mlx_quantized(model_dir):
             raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "
                              "(QLoRA), or use its float original with PyTorch")
+        config = with_resolved_precision(config, choice.backend, choice.device, model_dir)
         tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
         pad_id = check_chat_tokenizer(tokenizer, model_dir)
         train = config.train
@@ -103,7 +105,8 @@ class AgentPlan:
 
     def describe(self) -> list[str]:
         lines = [self.dataset.report.summary(),
-                 f"{self.backend} on {self.device} ({self.backend_reason}); {len(self.train_rows)} train / "
+                 f"{self.backend} on {self.device} ({self.backend_reason}); {compute_note(self.config.train)}; "
+                 f"{len(self.train_rows)} train / "
                  f"{len(self.dev_rows)} dev conversations ({sum(r.num_targets() for r in self.dev_rows)} dev "
                  f"target tokens); learning {self.config.train.train_on} assistant turns"]
         if self.n_cut or self.n_dropped:
@@ -155,4 +158,5 @@ class AgentPlan:
         write_adapter_folder(folder, lora, backend=self.backend, num_layers=lora_num_layers(self.model_dir, self.config.lora),
                              base_model=self.config.model.base, base_fingerprint=self.base_fingerprint,
                              template_fingerprint=chat_template_fingerprint(), dataset_fingerprint=self.dataset.fingerprint,
-                             kind="agent", run_id=run_id, metrics=metrics)
+                             kind="agent", run_id=run_id, metrics=metrics, precision=self.config.train.precision,
+                             gradient_checkpointing=self.config.train.gradient_checkpointing)

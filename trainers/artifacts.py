@@ -26,7 +26,8 @@ def lora_num_layers(model_dir: Path, lora: LoraConfig) -> int:
 
 def write_adapter_folder(folder: Path, lora: LoraWeights, *, backend: str, num_layers: int, base_model: str,
                          base_fingerprint: str, template_fingerprint: str, dataset_fingerprint: str, kind: str,
-                         run_id: str, metrics: dict[str, float]) -> None:
+                         run_id: str, metrics: dict[str, float], precision: str,
+                         gradient_checkpointing: bool) -> None:
     """Write the adapter in its backend's native format, then the manifest last, replacing `folder`."""
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -37,7 +38,8 @@ def write_adapter_folder(folder: Path, lora: LoraWeights, *, backend: str, num_l
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
     write_manifest(tmp, Manifest(base_model=base_model, base_fingerprint=base_fingerprint,
                                  template_fingerprint=template_fingerprint, backend=backend, files={},
-                                 dataset_fingerprint=dataset_fingerprint, kind=kind, run_id=run_id, metrics=finite))
+                                 dataset_fingerprint=dataset_fingerprint, kind=kind, run_id=run_id, metrics=finite,
+                                 precision=precision, gradient_checkpointing=gradient_checkpointing))
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     fsync_tree(tmp)

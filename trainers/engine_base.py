@@ -44,7 +44,10 @@ class Batch:
 
 @dataclass(frozen=True)
 class StepStats:
-    """One optimizer step: mean loss per example, pre-clip gradient norm, the rate used, real tokens."""
+    """One optimizer step: mean loss per example, pre-clip gradient norm, the rate used, real tokens.
+
+    `skipped`: fp16's loss scaler found overflowed gradients and left the weights as they were.
+    """
 
     step: int
     loss: float
@@ -53,6 +56,7 @@ class StepStats:
     tokens: int
     examples: int
     seconds: float
+    skipped: bool = False
 
 
 BatchT = TypeVar("BatchT")

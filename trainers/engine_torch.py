@@ -23,7 +23,7 @@ from trainers.lora_torch import TorchLoraEngine
 
 
 class TorchTrainEngine(TorchLoraEngine):
-    """Trains a peft LoRA adapter on a transformers causal LM, fp32, on yes−no log-odds."""
+    """Trains a peft LoRA adapter on a transformers causal LM on yes−no log-odds (fp32 head and loss)."""
 
     def __init__(self, model_dir: Path, lora: LoraConfig, train: TrainConfig, answer_ids: tuple[int, int],
                  pad_id: int, *, seed: int | None = None, init_lora: LoraWeights | None = None,
@@ -36,9 +36,14 @@ class TorchTrainEngine(TorchLoraEngine):
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         ids, last = pad_rows(rows, self.pad_id)
         hidden = self._hidden(ids)
-        picked = hidden[torch.arange(len(rows), device=self.device), torch.from_numpy(last).to(self.device)]
-        logits = picked @ self._head_rows.T
-        return logits[:, 0] - logits[:, 1]
+        return self._logodds_at(hidden, last)
+
+    def _logodds_at(self, hidden: torch.Tensor, last: np.ndarray) -> torch.Tensor:
+        """yes − no log-odds at each row's last real token; the projection stays fp32 under bf16/fp16."""
+        picked = hidden[torch.arange(hidden.shape[0], device=self.device), torch.from_numpy(last).to(self.device)]
+        with self._fp32():
+            logits = picked.float() @ self._head_rows.T
+            return logits[:, 0] - logits[:, 1]
 
     def _forward_groups(self, rows: list[list[int]], group_size: int) -> torch.Tensor:
         """`_forward(rows)` for consecutive groups of rows, each group's common prefix run once.
@@ -68,9 +73,7 @@ class TorchTrainEngine(TorchLoraEngine):
         hidden: torch.Tensor = self._backbone(
             input_ids=torch.from_numpy(ids).to(self.device), attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device), use_cache=True, **{self._cache_arg: cache}).last_hidden_state
-        picked = hidden[torch.arange(len(rows), device=self.device), torch.from_numpy(last).to(self.device)]
-        logits = picked @ self._head_rows.T
-        return logits[:, 0] - logits[:, 1]
+        return self._logodds_at(hidden, last)
 
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
@@ -80,7 +83,9 @@ class TorchTrainEngine(TorchLoraEngine):
             z = self._forward(batch.rows)
             labels = torch.tensor(batch.labels, dtype=z.dtype, device=z.device)
             return torch.nn.functional.binary_cross_entropy_with_logits(z, labels, reduction="sum")
-        z = self._forward_groups(batch.rows, self.train_cfg.group_size)
+        # Checkpointing recomputes layers without a cache, so a shared prefix cannot be reused then.
+        z = (self._forward(batch.rows) if self.train_cfg.gradient_checkpointing
+             else self._forward_groups(batch.rows, self.train_cfg.group_size))
         groups = z.view(-1, self.train_cfg.group_size)
         return (torch.logsumexp(groups, dim=1) - groups[:, 0]).sum()
 

@@ -5,10 +5,15 @@ and schedule), so dev runs on a Mac and prod runs on Linux produce the same adap
 define `_examples(batch)`, `_inputs(batch)` (the batch as MLX arrays) and `_loss_sum(*inputs)`.
 Every public method runs on the process's MLX thread (`backends.mlx_thread`), callable from any thread.
 Quantized bases (QLoRA) work: mlx-lm's LoRALinear wraps QuantizedLinear layers as they are.
+
+`[train].precision` casts the frozen base (`trainers.precision`); the LoRA matrices and AdamW state
+stay fp32 whatever it is. `[train].gradient_checkpointing` recomputes each transformer layer in the
+backward pass (`checkpoint_layers`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,14 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import pinned
+from trainers.precision import check_checkpointing, resolve_precision, stored_precision
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
 from trainers.schedule import lr_at
+
+MLX_DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
 
 
 class MlxLoraEngine:
@@ -50,8 +58,8 @@ class MlxLoraEngine:
         self.step = 0
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         self.model, _ = load_model(model_dir)
-        if device == "cpu":
-            self.model.set_dtype(mx.float32)  # bf16 is slow on MLX's CPU backend and loses exactness
+        self.precision = resolve_precision(train.precision, "mlx", device, stored=stored_precision(model_dir))
+        self.model.set_dtype(MLX_DTYPES[self.precision])  # float leaves only: quantized weights stay as they are
         self.model.freeze()
         total_layers = len(self.model.layers)
         layers_to_train(lora.num_layers, total_layers)  # validates num_layers like the torch engine
@@ -61,6 +69,9 @@ class MlxLoraEngine:
             raise ValueError(f"[lora].target_modules {lora.target_modules} match no linear layer of {model_dir}")
         linear_to_lora_layers(self.model, lora.num_layers if lora.num_layers != -1 else total_layers,
                               {"rank": lora.rank, "scale": lora.scale, "dropout": lora.dropout, "keys": keys})
+        if train.gradient_checkpointing:
+            check_checkpointing("mlx", True, lora.dropout)
+            checkpoint_layers(self.model)
         self._after_load()
         mx.eval(self.model.parameters())
         params = dict(tree_flatten(self.model.trainable_parameters()))
@@ -191,3 +202,29 @@ def _assign(tree: dict[str, Any], flat: list[tuple[str, mx.array]]) -> None:
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]
         node[leaf] = value
+
+
+def checkpoint_layers(model: nn.Module) -> None:
+    """Recompute each of `model.layers` in the backward pass instead of keeping its activations.
+
+    mlx-lm's `grad_checkpoint` patches the layer class for every instance in the process; this gives
+    only these layers a checkpointed subclass, so other models (a scorer beside the trainer) are untouched.
+    """
+    for layer in model.layers:
+        cls: type = type(layer)  # hashable as a class (mypy takes a Module class for its unhashable instances)
+        layer.__class__ = _checkpointed(cls)
+
+
+@functools.cache
+def _checkpointed(cls: type) -> type:
+    """`cls` with its call wrapped in `mx.checkpoint` over the layer's trainable parameters."""
+    call = cls.__call__
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # Any: an nn.Module of class `cls`
+        def inner(params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            self.update(params)
+            return call(self, *args, **kwargs)
+
+        return mx.checkpoint(inner)(self.trainable_parameters(), *args, **kwargs)
+
+    return type(f"Checkpointed{cls.__name__}", (cls,), {"__call__": __call__})

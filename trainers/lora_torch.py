@@ -5,6 +5,12 @@ implement `_examples(batch)` (how many examples or tokens the batch's loss sums 
 `_loss_sum(batch)` (that sum, as a tensor with gradients). Everything else — which layers get LoRA,
 the init shared with MLX, exact gradient accumulation, clipping, the warmup+cosine rate, dropout
 seeding and the neutral on-disk state — is here once.
+
+`[train].precision` (`trainers.precision`): the frozen base is loaded in fp32 and bf16/fp16 run the
+forward pass and loss under `torch.autocast`; the LoRA matrices and AdamW state stay fp32, and fp16
+scales the loss with a GradScaler (a step whose gradients overflow is skipped). Evaluation runs in
+fp32, as the scorer that serves the adapter does. `[train].gradient_checkpointing` recomputes each
+decoder layer in the backward pass (non-reentrant, so the frozen inputs need no `requires_grad`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
+from trainers.precision import cuda_bf16_supported, resolve_precision
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
@@ -45,8 +52,16 @@ class TorchLoraEngine:
         self.seed = train.seed if seed is None else seed
         self.device, self.pad_id, self.eval_batch_size = device, pad_id, eval_batch_size
         self.step = 0
+        self.precision = resolve_precision(train.precision, "torch", device,
+                                           bf16_supported=cuda_bf16_supported(device))
+        self._device_type = torch.device(device).type
         base = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True)
+        if train.gradient_checkpointing:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            # Non-reentrant checkpoints need no grad on the embeddings' output; the hook transformers adds
+            # anyway would carry the backward pass through frozen layers below the first LoRA one.
+            base.disable_input_require_grads()
         layers = layers_to_train(lora.num_layers, base.config.num_hidden_layers)
         targets = sorted({name.split(".", 3)[3] for name, module in base.named_modules()
                           if isinstance(module, torch.nn.Linear) and name.startswith("model.layers.")
@@ -75,6 +90,7 @@ class TorchLoraEngine:
         self._params = [p for n in self._names for p in self._layers[n]]
         self.optimizer = torch.optim.AdamW(self._params, lr=train.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                                            weight_decay=train.weight_decay)
+        self._scaler = torch.amp.GradScaler(self._device_type) if self.precision == "fp16" else None
 
     # -- what a task defines -------------------------------------------------------------------
     def _examples(self, batch: Any) -> int:
@@ -110,19 +126,42 @@ class TorchLoraEngine:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
+        scaler = self._scaler
         with self._dropout_rng():
             for batch in micro_batches:
-                loss = self._loss_sum(batch)
-                (loss / total).backward()  # Σ over micro-batches of (sum / total) = one big batch's mean
+                with self._autocast():
+                    loss = self._loss_sum(batch)
+                mean_part = loss / total  # Σ over micro-batches of (sum / total) = one big batch's mean
+                (scaler.scale(mean_part) if scaler else mean_part).backward()
                 loss_sum += float(loss.detach())
+        if scaler:
+            scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm))
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        skipped = False
+        if scaler:
+            scale = scaler.get_scale()
+            scaler.step(self.optimizer)  # skips the update when the gradients hold inf/nan
+            scaler.update()
+            skipped = scaler.get_scale() < scale
+        else:
+            self.optimizer.step()
         self.step += 1
         return StepStats(self.step, loss_sum / total, grad_norm, lr, sum(b.num_tokens() for b in micro_batches),
-                         total, time.perf_counter() - started)
+                         total, time.perf_counter() - started, skipped)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The forward pass's precision: autocast to bf16/fp16, or nothing for fp32."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self._device_type, dtype=dtype)
+
+    def _fp32(self) -> contextlib.AbstractContextManager[Any]:
+        """A region computed in fp32 even inside the training autocast (projections, losses)."""
+        return torch.autocast(self._device_type, enabled=False)
 
     @contextlib.contextmanager
     def _dropout_rng(self) -> Iterator[None]:

@@ -3,7 +3,9 @@
 A resumed run continues the stored optimizer state on the stored split; changing the data, the base,
 the LoRA shape, the loss, the batches or the evaluation would make its numbers (and its promotion)
 describe two different runs. Only settings that do not change what a step computes may change:
-how long to train, how often to evaluate and checkpoint, alarms, the gate, where things live.
+how long to train, how often to evaluate and checkpoint, alarms, the gate, where things live, and how
+a step is computed on this machine (the device, the precision, gradient checkpointing): a run moved
+from a CUDA box to a CPU one resumes, its `auto` precision resolved anew.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ SAFE_CHANGES: frozenset[str] = frozenset({
     "train.max_steps", "train.eval_every", "train.checkpoint_every", "train.name", "train.auto_promote",
     "train.early_stopping_patience", "train.promote_epsilon", "train.stop_on_alarm",
     "train.alarm_collapse_spread", "train.alarm_below_baseline_evals", "train.alarm_divergence_factor",
-    "model.device", "data.path", "scoring.*", "serving.*", "store.*", "chat.*",
+    "model.device", "train.precision", "train.gradient_checkpointing", "data.path", "scoring.*", "serving.*",
+    "store.*", "chat.*",
 })
+# What a config without these settings (a run recorded before they existed) ran with.
+LEGACY_DEFAULTS: dict[str, Any] = {"train.precision": "fp32", "train.gradient_checkpointing": False}
 
 
 class ResumeRefused(ValueError):
@@ -44,7 +49,7 @@ def resume_changes(stored: dict[str, Any], current: dict[str, Any], stored_finge
     `data.path` may move as long as the data's fingerprint is the same; `max_steps` may be raised, not
     lowered (the run may already be past the new end).
     """
-    old, new = _flatten(stored), _flatten(current)
+    old, new = LEGACY_DEFAULTS | _flatten(stored), LEGACY_DEFAULTS | _flatten(current)
     refused: list[str] = []
     allowed: list[str] = []
     if stored_fingerprint and current_fingerprint and stored_fingerprint != current_fingerprint:

@@ -132,11 +132,11 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
     if resume_run_id is None:
         run_id = await store.create_run(
             plan.kind, config.train.name, backend=plan.backend, base_model=config.model.base,
-            config=json.loads(config.model_dump_json()), dataset_fingerprint=plan.dataset_fingerprint,
+            config=json.loads(plan.config.model_dump_json()), dataset_fingerprint=plan.dataset_fingerprint,
             primary_metric=metric, goal=METRIC_GOALS[metric])
     else:
         run_id = resume_run_id
-        allowed = await _check_resume(store, run_id, config, plan)
+        allowed = await _check_resume(store, run_id, plan)
     if on_run_created:
         on_run_created(run_id)
     outcome = RunOutcome(run_id, "running", metric)
@@ -163,14 +163,16 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
     return outcome
 
 
-async def _check_resume(store: RunStore, run_id: str, config: AppConfig, plan: TrainingPlan) -> list[str]:
-    """The settings the resume changes (safe ones), or ResumeRefused before anything is touched."""
+async def _check_resume(store: RunStore, run_id: str, plan: TrainingPlan) -> list[str]:
+    """The settings the resume changes (safe ones), or ResumeRefused before anything is touched.
+
+    Compared with the plan's config: the one with `[train].precision` resolved, as the run recorded it."""
     from trainers.resume_check import ResumeRefused, check_resume
 
     run = await store.get_run(run_id)
     if run.kind != plan.kind:
         raise ResumeRefused(f"run {run_id} is a {run.kind} run; resume it with a [train].kind = {run.kind!r} config")
-    return check_resume(run_id, run.config, json.loads(config.model_dump_json()), run.dataset_fingerprint,
+    return check_resume(run_id, run.config, json.loads(plan.config.model_dump_json()), run.dataset_fingerprint,
                         plan.dataset_fingerprint)
 
 
@@ -226,18 +228,23 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                 break
             micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
             stats = await asyncio.to_thread(engine.train_step, micro)
-            if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
+            if not (math.isfinite(stats.loss) and (math.isfinite(stats.grad_norm) or stats.skipped)):
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
                                      f"gradient norm {stats.grad_norm}); nothing from this step was kept")
+            if stats.skipped:  # fp16's scaler lowers its scale and goes on; the step's data is spent
+                writer.emit(LogEvent(level="warning", message=f"step {tracker.step + 1}: fp16 gradients overflowed; "
+                                                              "update skipped, loss scale lowered"))
             fault_point("train.after_step")
             tracker.step += 1
             outcome.steps = tracker.step  # also right when a later step fails
             tracker.tokens += stats.tokens
             tracker.train_seconds += stats.seconds
             rate = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
-            writer.emit(MetricsEvent(values={"train/loss": stats.loss, "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
-                                             "train/tokens_per_s": rate, "train/step_time_s": stats.seconds}),
-                        step=tracker.step)
+            values = {"train/loss": stats.loss, "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
+                      "train/tokens_per_s": rate, "train/step_time_s": stats.seconds}
+            if stats.skipped:
+                del values["train/grad_norm"]  # not finite: nothing to chart
+            writer.emit(MetricsEvent(values=values), step=tracker.step)
             x, y = project(await asyncio.to_thread(engine.trainable_vector))
             writer.emit(TelemetryEvent(proj_x=x, proj_y=y, loss=stats.loss), step=tracker.step)
             raised = check_divergence(alarms, stats.loss, tracker.step, train)

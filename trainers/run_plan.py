@@ -25,6 +25,7 @@ from trainers.engines import make_train_engine
 from trainers.errors import DataError
 from trainers.evaluation import Evaluation, dev_qrels, evaluate_first_stage, evaluate_queries
 from trainers.lora_check import check_lora
+from trainers.precision import compute_note, with_resolved_precision
 from trainers.serving_check import lora_config_for
 from trainers.splits import Group, Pair, Split, TrainStream, split_for_config
 
@@ -100,6 +101,7 @@ class RunPlan:
         if choice.backend == "torch" and is_mlx_quantized(model_dir):
             raise ValueError(f"{config.model.base} is an MLX-quantized model: train it with [model].backend = 'mlx' "
                              "(QLoRA), or use its float original with PyTorch")
+        config = with_resolved_precision(config, choice.backend, choice.device, model_dir)
         tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
         answer_ids = resolve_answer_ids(tokenizer)
         builder = PromptBuilder(tokenizer, config.prompt.instruction, config.train.max_length)
@@ -135,7 +137,7 @@ class RunPlan:
 
     def describe(self) -> list[str]:
         lines = [self.dataset.report.summary(),
-                 f"{self.backend} on {self.device} ({self.backend_reason}); "
+                 f"{self.backend} on {self.device} ({self.backend_reason}); {compute_note(self.config.train)}; "
                  f"{len(self.split.train)} train / {len(self.split.dev)} dev queries"]
         if self.n_too_long:
             lines.append(f"{self.n_too_long} training queries left out: longer than [train].max_length = "
@@ -184,4 +186,5 @@ def write_adapter(folder: Path, lora: LoraWeights, plan: RunPlan, run_id: str, m
     write_adapter_folder(folder, lora, backend=plan.backend, num_layers=plan.num_layers(),
                          base_model=plan.config.model.base, base_fingerprint=plan.base_fingerprint,
                          template_fingerprint=template_fingerprint(), dataset_fingerprint=plan.dataset.fingerprint,
-                         kind="reranker", run_id=run_id, metrics=metrics)
+                         kind="reranker", run_id=run_id, metrics=metrics, precision=plan.config.train.precision,
+                         gradient_checkpointing=plan.config.train.gradient_checkpointing)

@@ -96,6 +96,11 @@ class TrainConfig(StrictModel):
     promote_epsilon: float = Field(0.01, ge=0.0)
     auto_promote: bool = True
     seed: int = 0
+    # Compute precision of the forward pass (LoRA weights and AdamW state stay fp32): `auto` is bf16 on a
+    # CUDA GPU with bf16 (else fp16), fp32 on CPU and MPS; on MLX the base as stored (fp32 on its CPU).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Recompute each layer's activations in the backward pass: less memory, about a third more compute.
+    gradient_checkpointing: bool = False
     # Agent runs: which assistant turns are learned ("last": earlier replies are masked like prompts).
     train_on: Literal["all", "last"] = "all"
     # Training alarms (typed events, shown in the HUD, the runs list and --run's output).

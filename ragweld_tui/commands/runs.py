@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from ragweld_tui.errors import UserError
-from ragweld_tui.format import server_line
+from ragweld_tui.format import run_compute, server_line
 from store import RunRecord, RunStore, ServerRecord, StoreError, StoreMissingError, validate_run_id
 from store.events import json_safe
 from store.reads import RawEvent
@@ -195,6 +195,7 @@ async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:
         ("kind", run.kind),
         ("status", run.status),
         ("backend", _clean(run.backend or "-")),
+        ("precision", _clean(run_compute(run))),
         ("base model", _clean(run.base_model or "-")),
         ("dataset", _clean(run.dataset_fingerprint or "-")),
         ("created", _when(run.created_at)),

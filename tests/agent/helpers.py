@@ -71,7 +71,8 @@ def teach_adapter(model_dir: Path, tokenizer, conversation: list[dict[str, str]]
             engine.train_step([batch])
     write_adapter_folder(dest, engine.lora_weights(), backend="torch", num_layers=2, base_model=str(model_dir),
                          base_fingerprint=base_fingerprint(model_dir), template_fingerprint=chat_template_fingerprint(),
-                         dataset_fingerprint="taught", kind="agent", run_id="taught", metrics={"eval_loss": 0.0})
+                         dataset_fingerprint="taught", kind="agent", run_id="taught", metrics={"eval_loss": 0.0},
+                         precision=engine.precision, gradient_checkpointing=False)
     engine.close()
     return dest
 

@@ -121,3 +121,18 @@ def test_mlx_one_exp_loss_matches_cross_entropy_and_its_gradient() -> None:
     (value, grad), (ref_value, ref_grad) = mx.value_and_grad(ours)(logits), mx.value_and_grad(reference)(logits)
     assert abs(value.item() - ref_value.item()) < 1e-5
     assert np.abs(np.array(grad) - np.array(ref_grad)).max() < 1e-6
+
+
+@pytest.mark.parametrize("backend", ["torch", "mlx"])
+def test_bf16_chat_training_is_close_to_fp32(chat_model_dir: Path, chat_tokenizer, batch: ChatBatch,
+                                             random_init: LoraWeights, backend: str) -> None:
+    """`[train].precision = 'bf16'` on the chat engines: finite, near fp32's loss, LoRA still fp32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        engine = make(chat_model_dir, backend, chat_tokenizer.pad_token_id, random_init, precision=precision)
+        stats = [engine.train_step([batch]) for _ in range(2)]
+        assert all(np.isfinite(s.loss) and np.isfinite(s.grad_norm) for s in stats)
+        assert engine.trainable_vector().dtype == np.float32
+        losses[precision] = stats[0].loss
+        engine.close()
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=5e-2) and losses["bf16"] != losses["fp32"]

@@ -108,3 +108,11 @@ def test_two_resumes_race_and_exactly_one_wins(tmp_path: Path) -> None:
     steps = Counter(e.step for e in _events(db, run.id) if e.event.type == "telemetry")
     assert sorted(steps) == list(range(1, max(steps) + 1)) and set(steps.values()) == {1}  # (early stop may end it)
     assert json.loads(json.dumps(store_runs(db)[0].status)) == "completed"
+
+
+def test_a_run_recorded_before_precision_existed_resumes_in_fp32_and_may_move() -> None:
+    here = {**STORED, "train": {**STORED["train"], "precision": "fp32", "gradient_checkpointing": False}}
+    assert resume_changes(STORED, here, "f1", "f1") == ([], [])
+    moved = {**here, "train": {**here["train"], "precision": "bf16", "gradient_checkpointing": True}}
+    refused, allowed = resume_changes(STORED, moved, "f1", "f1")
+    assert not refused and {a.split()[0] for a in allowed} == {"[train].precision", "[train].gradient_checkpointing"}

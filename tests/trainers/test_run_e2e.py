@@ -16,9 +16,10 @@ from tests.trainers.run_helpers import CISI, run_cli, store_runs, write_config
 pytestmark = pytest.mark.skipif(not (CISI / "corpus.jsonl").is_file(), reason="../shared/data/cisi missing")
 
 
-@pytest.mark.parametrize(("backend", "weights"), [("torch", PEFT_WEIGHTS), ("mlx", MLX_WEIGHTS)])
-def test_run_on_cisi_end_to_end(tmp_path: Path, backend: str, weights: str) -> None:
-    config = write_config(tmp_path, backend, data=str(CISI))
+@pytest.mark.parametrize(("backend", "weights", "precision", "checkpointing"),
+                         [("torch", PEFT_WEIGHTS, "bf16", True), ("mlx", MLX_WEIGHTS, "auto", False)])
+def test_run_on_cisi_end_to_end(tmp_path: Path, backend: str, weights: str, precision: str, checkpointing: bool) -> None:
+    config = write_config(tmp_path, backend, data=str(CISI), precision=precision, gradient_checkpointing=checkpointing)
     result = run_cli("--run", str(config))
     assert result.returncode == 0, result.stderr + result.stdout
     assert "mrr@10" in result.stdout and "promotion:" in result.stdout
@@ -33,6 +34,12 @@ def test_run_on_cisi_end_to_end(tmp_path: Path, backend: str, weights: str) -> N
     adapter = tmp_path / "runs" / run.id / "adapter"
     manifest = verify_adapter(adapter)
     assert (adapter / weights).is_file() and manifest.backend == backend and manifest.run_id == run.id
+    # The precision that ran (auto resolved: fp32 on MLX's CPU) is in the run's config and the manifest.
+    ran = "fp32" if precision == "auto" else precision
+    assert run.config["train"]["precision"] == manifest.precision == ran
+    assert run.config["train"]["gradient_checkpointing"] is manifest.gradient_checkpointing is checkpointing
+    shown = run_cli("--config", str(config), "runs", "show", run.id).stdout
+    assert f"precision  {ran}{' + checkpointing' if checkpointing else ''}\n" in shown
 
     async def events():
         store = await RunStore.open(tmp_path / "db.sqlite")
