@@ -32,6 +32,10 @@ class TorchTrainEngine(TorchLoraEngine):
                          eval_batch_size=eval_batch_size)
         self._head_rows: torch.Tensor = self._head[list(answer_ids)].detach().clone()
         self._cache_arg = cache_argument(self._backbone)
+        # The shared prefix runs once per group only where that is exactly the full forward: not under
+        # checkpointing (layers are recomputed without a cache) nor with LoRA dropout (the documents
+        # of a group would share one dropout mask on the prefix instead of drawing their own).
+        self._shares_prefix = not train.gradient_checkpointing and lora.dropout == 0.0
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         ids, last = pad_rows(rows, self.pad_id)
@@ -83,9 +87,8 @@ class TorchTrainEngine(TorchLoraEngine):
             z = self._forward(batch.rows)
             labels = torch.tensor(batch.labels, dtype=z.dtype, device=z.device)
             return torch.nn.functional.binary_cross_entropy_with_logits(z, labels, reduction="sum")
-        # Checkpointing recomputes layers without a cache, so a shared prefix cannot be reused then.
-        z = (self._forward(batch.rows) if self.train_cfg.gradient_checkpointing
-             else self._forward_groups(batch.rows, self.train_cfg.group_size))
+        z = (self._forward_groups(batch.rows, self.train_cfg.group_size) if self._shares_prefix
+             else self._forward(batch.rows))
         groups = z.view(-1, self.train_cfg.group_size)
         return (torch.logsumexp(groups, dim=1) - groups[:, 0]).sum()
 
