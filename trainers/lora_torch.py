@@ -24,6 +24,7 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
+from trainers.distributed import SINGLE, World
 from trainers.schedule import lr_at
 
 
@@ -45,6 +46,7 @@ class TorchLoraEngine:
         self.seed = train.seed if seed is None else seed
         self.device, self.pad_id, self.eval_batch_size = device, pad_id, eval_batch_size
         self.step = 0
+        self.world = SINGLE
         base = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True)
         layers = layers_to_train(lora.num_layers, base.config.num_hidden_layers)
@@ -111,10 +113,13 @@ class TorchLoraEngine:
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         with self._dropout_rng():
-            for batch in micro_batches:
+            for batch in filter(None, map(self._local, micro_batches)):
                 loss = self._loss_sum(batch)
                 (loss / total).backward()  # Σ over micro-batches of (sum / total) = one big batch's mean
                 loss_sum += float(loss.detach())
+        if self.world.size > 1:  # Σ over ranks of their shards' (sum / total) = the global batch's gradient
+            from trainers.distributed_torch import sum_gradients
+            loss_sum = sum_gradients(self._params, loss_sum)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm))
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
         for group in self.optimizer.param_groups:
@@ -123,6 +128,20 @@ class TorchLoraEngine:
         self.step += 1
         return StepStats(self.step, loss_sum / total, grad_norm, lr, sum(b.num_tokens() for b in micro_batches),
                          total, time.perf_counter() - started)
+
+    def use_world(self, world: World) -> None:
+        self.world = world
+
+    def _shard_unit(self) -> int:
+        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
+        return 1
+
+    def _local(self, batch: Any) -> Any | None:
+        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
+        if self.world.size == 1:
+            return batch
+        unit = self._shard_unit()
+        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
     @contextlib.contextmanager
     def _dropout_rng(self) -> Iterator[None]:
