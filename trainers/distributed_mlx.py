@@ -14,7 +14,7 @@ import numpy as np
 from mlx.utils import tree_map
 
 from backends.mlx_thread import mlx_worker
-from trainers.distributed import PeerLost, World
+from trainers.world import PeerLost, World
 
 
 def join_mlx() -> World:

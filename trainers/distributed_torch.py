@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainers.distributed import PeerLost, World
+from trainers.world import PeerLost, World
 
 
 def _device(backend: str, local_rank: int) -> torch.device:

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from backends.adapters import LoraWeights
-from trainers.distributed import World
+from trainers.world import World
 from trainers.losses import examples_in
 
 STATE_VERSION = 1

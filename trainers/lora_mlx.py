@@ -25,7 +25,7 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
-from trainers.distributed import SINGLE, World
+from trainers.world import SINGLE, World
 from trainers.schedule import lr_at
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.distributed import GO, STOP, World
+from trainers.world import GO, STOP, World
 from trainers.plan import TrainingPlan
 
 

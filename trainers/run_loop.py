@@ -29,7 +29,7 @@ from typing import Any
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from store.resume import drop_steps_after
-from trainers.distributed import GO, SINGLE, STOP, PeerLost, World
+from trainers.world import GO, SINGLE, STOP, PeerLost, World
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
 from trainers.engine_base import TrainEngine

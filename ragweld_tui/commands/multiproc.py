@@ -2,7 +2,7 @@
 own launcher — torchrun (`python -m torch.distributed.run --standalone`) for PyTorch, `mlx.launch`
 (ring backend on the loopback) for MLX — so users get the engines the field trusts, not a home-made one.
 
-The input is checked here first (config, data, model, the run to resume), so a mistake is one line
+The caller checks the input first (config, data, model, the run to resume), so a mistake is one line
 and exit 2 before any process starts. The children import the same checkout as this process and
 decide their rank from the launcher's environment (`trainers.distributed`).
 """
@@ -18,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
 
 RING_PORT = 32323  # mlx.launch's default first port of the loopback ring
@@ -61,20 +60,13 @@ def _check_devices(backend: str, device: str, nproc: int) -> None:
             raise UserError(f"--nproc {nproc} on CUDA needs one GPU per process; this machine has {count}")
 
 
-def launch(args: argparse.Namespace, config: AppConfig) -> int:
-    """Check the input, run the launcher, return its exit code (torchrun reports any failed rank as 1)."""
-    import asyncio
-
-    from ragweld_tui.commands.train import check_resume_run, prepare
-
-    plan = prepare(config)
-    _check_devices(plan.backend, plan.device, args.nproc)
-    if args.resume:
-        asyncio.run(check_resume_run(args, config))
+def launch(args: argparse.Namespace, backend: str, device: str) -> int:
+    """Run the launcher for the checked input; its exit code (torchrun reports any failed rank as 1)."""
+    _check_devices(backend, device, args.nproc)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])  # the children import this very checkout
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    command = launcher_command(plan.backend, args.nproc, args.argv)
+    command = launcher_command(backend, args.nproc, args.argv)
     # Ctrl-C reaches every process of the terminal's group: rank 0 pauses the run, the launcher
     # returns, and this process only waits for it.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

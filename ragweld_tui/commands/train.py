@@ -33,8 +33,8 @@ from ragweld_tui.format import format_elapsed
 
 if TYPE_CHECKING:
     from store import RunStore
-    from trainers.distributed import World
     from trainers.plan import TrainingPlan
+    from trainers.world import World
     from trainers.run_loop import ProgressUpdate, RunOutcome
 
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
@@ -222,7 +222,8 @@ def prepare(config: AppConfig) -> TrainingPlan:
 
 
 async def _run(args: argparse.Namespace, config: AppConfig) -> int:
-    from trainers.distributed import join_world, leave_world, local_device
+    from trainers.distributed import join_world, leave_world
+    from trainers.world import local_device
 
     plan = await asyncio.to_thread(prepare, config)
     try:
@@ -252,8 +253,8 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
 
 def _follow(plan: TrainingPlan, world: World) -> int:
     """A non-zero rank: train until rank 0 stops (0), or exit 1 when a peer is lost (rank 0 records it)."""
-    from trainers.distributed import PeerLost
     from trainers.rank_worker import follow
+    from trainers.world import PeerLost
 
     try:
         follow(plan, world)
@@ -303,7 +304,7 @@ async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
 
 def run_headless(args: argparse.Namespace) -> int:
     """Entry point for `--run [config.toml]`: in this process, or `--nproc N` processes (data parallel)."""
-    from trainers.distributed import env_rank, launched_by
+    from trainers.world import env_rank, launched_by
 
     if args.config and args.run and Path(args.config) != Path(args.run):
         raise UserError("give the configuration once: --run CONFIG or --config CONFIG")
@@ -314,7 +315,10 @@ def run_headless(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc > 1 and launched_by() is None:
         from ragweld_tui.commands.multiproc import launch
 
-        return launch(args, config)
+        plan = prepare(config)  # bad input: one line and exit 2 here, before any process starts
+        if args.resume:
+            asyncio.run(check_resume_run(args, config))
+        return launch(args, plan.backend, plan.device)
     if env_rank() != 0:  # the other ranks of a data-parallel run are silent: rank 0 reports
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             return asyncio.run(_run(args, config))

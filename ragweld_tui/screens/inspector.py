@@ -21,7 +21,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from backends.adapters import MANIFEST
-from ragweld_tui.format import (ALARM_MARK, cycle, dataset_lines, figure_lines, format_value, human_bytes,
+from ragweld_tui.format import (ALARM_MARK, backend_cell, cycle, dataset_lines, figure_lines, format_value, human_bytes,
                                 verdict_head)
 from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
@@ -244,7 +244,7 @@ class InspectorScreen(AppScreen[None]):
             + (f" · {ALARM_MARK} alarm" if run.alarm else ""))
         times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
             [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
-        header = f"backend {run.backend or '—'} · base {run.base_model or '—'}\n{' · '.join(times)}"
+        header = f"backend {backend_cell(run)} · base {run.base_model or '—'}\n{' · '.join(times)}"
         header += f"\nrun folder: {display_path(data.run_dir)}"
         if run.error:
             header += f"\nerror: {run.error}"

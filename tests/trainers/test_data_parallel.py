@@ -78,7 +78,9 @@ def test_torch_two_processes_equal_one_process(tmp_path: Path) -> None:
     proc = run_cli("--run", str(config), "--nproc", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_id = check_one_owner(tmp_path, proc)
-    assert max_difference(final_adapter(tmp_path, run_id, STEPS), one_process_adapter(config, STEPS)) <= 1e-5
+    difference = max_difference(final_adapter(tmp_path, run_id, STEPS), one_process_adapter(config, STEPS))
+    print(f"2 processes vs 1: max |ΔLoRA| {difference:.2e}")  # the README quotes it (pytest -s)
+    assert difference <= 1e-5
 
 
 def test_mlx_two_processes_on_the_loopback_equal_one_process(tmp_path: Path) -> None:
@@ -87,7 +89,9 @@ def test_mlx_two_processes_on_the_loopback_equal_one_process(tmp_path: Path) -> 
     proc = run_cli("--run", str(config), "--nproc", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_id = check_one_owner(tmp_path, proc)
-    assert max_difference(final_adapter(tmp_path, run_id, STEPS), one_process_adapter(config, STEPS)) <= 1e-5
+    difference = max_difference(final_adapter(tmp_path, run_id, STEPS), one_process_adapter(config, STEPS))
+    print(f"2 processes vs 1: max |ΔLoRA| {difference:.2e}")  # the README quotes it (pytest -s)
+    assert difference <= 1e-5
 
 
 def rank_pid(config: Path, rank: int) -> int | None:
@@ -142,7 +146,9 @@ def test_killed_rank_interrupts_the_run_and_it_resumes_in_one_process_exactly(tm
     (run,) = store_runs(tmp_path / "db.sqlite")
     assert run.status == "completed" and run.world_size == 1
     assert metric_steps(tmp_path / "db.sqlite", run_id) == list(range(1, steps + 1))
-    assert max_difference(final_adapter(tmp_path, run_id, steps), one_process_adapter(config, steps)) <= 1e-5
+    difference = max_difference(final_adapter(tmp_path, run_id, steps), one_process_adapter(config, steps))
+    print(f"killed at step {done_steps}, resumed in 1 process: max |ΔLoRA| {difference:.2e}")
+    assert difference <= 1e-5
 
 
 def test_nproc_must_be_positive(tmp_path: Path) -> None:
@@ -152,3 +158,19 @@ def test_nproc_must_be_positive(tmp_path: Path) -> None:
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [f"error: --nproc must be at least 1 (got {value})"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+def test_shards_split_a_batch_into_whole_examples_once() -> None:
+    from trainers.engine_base import Batch
+    from trainers.world import World
+
+    for units in range(0, 10):
+        for size in range(1, 5):
+            parts = [World(rank, size).shard(units) for rank in range(size)]
+            assert [i for start, stop in parts for i in range(start, stop)] == list(range(units))
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+    listwise = Batch([[g, d] for g in range(3) for d in range(4)])  # 3 groups of 4 rows
+    assert listwise.shard(*World(1, 2).shard(3), 4) == Batch([[2, d] for d in range(4)])
+    assert listwise.shard(*World(3, 4).shard(3), 4) is None  # an empty shard: this rank only sums
+    pointwise = Batch([[1], [2], [3]], (1.0, 0.0, 1.0))
+    assert pointwise.shard(*World(0, 2).shard(3), 1) == Batch([[1], [2]], (1.0, 0.0))
