@@ -73,6 +73,7 @@ def check_one_owner(folder: Path, proc: subprocess.CompletedProcess[str]) -> str
     return run.id
 
 
+@pytest.mark.slow  # two training processes and their launcher: 50-80 s on a loaded 2-core CPU
 def test_torch_two_processes_equal_one_process(tmp_path: Path) -> None:
     config = write_config(tmp_path, "torch", **SETTINGS)
     proc = run_cli("--run", str(config), "--nproc", "2")
@@ -83,6 +84,7 @@ def test_torch_two_processes_equal_one_process(tmp_path: Path) -> None:
     assert difference <= 1e-5
 
 
+@pytest.mark.slow  # two training processes and their launcher: 50-80 s on a loaded 2-core CPU
 def test_mlx_two_processes_on_the_loopback_equal_one_process(tmp_path: Path) -> None:
     pytest.importorskip("mlx.core")
     config = write_config(tmp_path, "mlx", **SETTINGS)
@@ -120,6 +122,7 @@ def wait_for_step(db: Path, step: int, timeout: float = 120) -> str:
     raise TimeoutError(f"step {step} never came")
 
 
+@pytest.mark.slow  # two training processes and their launcher: 50-80 s on a loaded 2-core CPU
 def test_killed_rank_interrupts_the_run_and_it_resumes_in_one_process_exactly(tmp_path: Path) -> None:
     steps = 6
     config = write_config(tmp_path, "torch", **(SETTINGS | dict(max_steps=steps, collective_timeout_s=20)))
