@@ -22,7 +22,7 @@ def join_world(backend: str, device: str, timeout_s: float) -> World:
         from trainers.distributed_torch import join_torch
         return join_torch(device, timeout_s)
     from trainers.distributed_mlx import join_mlx
-    return join_mlx()
+    return join_mlx(timeout_s)
 
 
 def leave_world(world: World) -> None:

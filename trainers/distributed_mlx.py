@@ -1,8 +1,9 @@
 """mx.distributed for data-parallel runs: join mlx.launch's group, sum arrays and LoRA gradient trees.
 
-MLX has no broadcast, so control messages are sums where only rank 0 contributes (see `World`). The
-ring backend has no timeout of its own: a peer that dies closes its sockets and the survivors'
-`all_sum` fails, which becomes PeerLost.
+MLX has no broadcast, so control messages are sums where only rank 0 contributes (see `World`). A
+peer that dies closes its sockets and the survivors' `all_sum` usually fails (PeerLost), but the ring
+has no timeout and was seen here waiting forever instead; rank 0's run loop bounds each step by
+`[train].collective_timeout_s` for that case.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from backends.mlx_thread import mlx_worker
 from trainers.world import PeerLost, World
 
 
-def join_mlx() -> World:
+def join_mlx(timeout_s: float) -> World:
     """Join the group mlx.launch set up (its environment names the backend's hosts and this rank).
 
     Runs, like every collective here, on the process's MLX thread: MLX streams belong to a thread.
@@ -33,7 +34,7 @@ def join_mlx() -> World:
             raise PeerLost(f"a training process stopped answering: {exc}") from exc
         return np.array(out)
 
-    return World(group.rank(), group.size(), group.rank(), "mlx",
+    return World(group.rank(), group.size(), group.rank(), "mlx", timeout_s,
                  lambda values: worker.call(sum_on_mlx_thread, values))
 
 

@@ -39,7 +39,8 @@ def join_torch(device: str, timeout_s: float) -> World:
         reduce_sum(tensor)
         return tensor.cpu().numpy()
 
-    return World(rank, size, local_rank, "torch", all_sum)
+    # Rank 0's own deadline comes after gloo's/NCCL's, so their error (and a free thread) comes first.
+    return World(rank, size, local_rank, "torch", timeout_s + 30.0, all_sum)
 
 
 def reduce_sum(tensor: torch.Tensor) -> None:

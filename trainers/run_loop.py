@@ -32,7 +32,7 @@ from store.resume import drop_steps_after
 from trainers.world import GO, SINGLE, STOP, PeerLost, World
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
-from trainers.engine_base import TrainEngine
+from trainers.engine_base import StepStats, TrainEngine
 from trainers.evaluation import Evaluation
 from trainers.faults import fault_point
 from trainers.metrics import METRIC_GOALS
@@ -198,6 +198,7 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                                      "its shard of every step's batch, rank 0 writes and evaluates"))
     engine = await asyncio.to_thread(plan.make_engine)
     peers_alive = world.size > 1  # the other ranks wait for a STOP when this rank leaves
+    stuck = False  # a collective never returned: the engine's thread is inside it for good
     try:
         engine.use_world(world)
         tracker = _Tracker()
@@ -238,12 +239,11 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                 break
             micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
             try:
-                if world.size > 1:
-                    await asyncio.to_thread(world.broadcast_int, GO)
-                stats = await asyncio.to_thread(engine.train_step, micro)
+                stats = await _step_with_peers(world, engine, micro)
             except PeerLost as exc:  # the step was not taken: keep a checkpoint of this one, resumable
-                peers_alive = False
-                checkpointed = await _interrupted(engine, tracker, checkpointed, store, run_id, run_dir, writer, str(exc))
+                peers_alive, stuck = False, exc.stuck
+                checkpointed = await _interrupted(engine if not stuck else None, tracker, checkpointed, store, run_id,
+                                                  run_dir, writer, str(exc))
                 outcome.status = "interrupted"
                 break
             if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
@@ -295,14 +295,33 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
         if peers_alive:
             with contextlib.suppress(PeerLost):
                 await asyncio.to_thread(world.broadcast_int, STOP)
-        await asyncio.to_thread(engine.close)
+        if not stuck:
+            await asyncio.to_thread(engine.close)
 
 
-async def _interrupted(engine: TrainEngine[Any], tracker: _Tracker, checkpointed: int, store: RunStore, run_id: str,
-                       run_dir: Path, writer: EventWriter, why: str) -> int:
-    """Another rank is gone: checkpoint this step, list the artifacts and mark the run interrupted
-    (resumable, with any number of processes). Returns the step of the newest checkpoint."""
-    if tracker.step > 0 and checkpointed != tracker.step:
+async def _step_with_peers(world: World, engine: TrainEngine[Any], micro: list[Any]) -> StepStats:
+    """One training step; with other ranks, after telling them to take it too, and bounded by the
+    world's timeout (a step that never returns is a lost peer whose collective hangs)."""
+    if world.size == 1:
+        return await asyncio.to_thread(engine.train_step, micro)
+
+    def step() -> StepStats:
+        world.broadcast_int(GO)
+        return engine.train_step(micro)
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(step), world.timeout_s)
+    except TimeoutError:
+        raise PeerLost(f"no answer from the other training processes in {world.timeout_s:.0f}s "
+                       "([train].collective_timeout_s)", stuck=True) from None
+
+
+async def _interrupted(engine: TrainEngine[Any] | None, tracker: _Tracker, checkpointed: int, store: RunStore,
+                       run_id: str, run_dir: Path, writer: EventWriter, why: str) -> int:
+    """Another rank is gone: checkpoint this step (unless the engine is stuck in a collective: None),
+    list the artifacts and mark the run interrupted (resumable, with any number of processes).
+    Returns the step of the newest checkpoint."""
+    if engine is not None and tracker.step > 0 and checkpointed != tracker.step:
         await _checkpoint(engine, tracker, run_dir, writer)
         checkpointed = tracker.step
     await _register_artifacts(store, run_id, run_dir)

@@ -26,7 +26,15 @@ GO, STOP = 1, 0
 
 
 class PeerLost(RuntimeError):
-    """Another rank of the run died or stopped answering (a collective failed or timed out)."""
+    """Another rank of the run died or stopped answering (a collective failed or timed out).
+
+    `stuck`: the collective never returned (MLX's ring can wait forever on a dead peer), so the thread
+    that runs the engine is still inside it and the engine must not be touched again.
+    """
+
+    def __init__(self, message: str, stuck: bool = False) -> None:
+        super().__init__(message)
+        self.stuck = stuck
 
 
 def _single_sum(values: np.ndarray) -> np.ndarray:
@@ -45,6 +53,7 @@ class World:
     size: int = 1
     local_rank: int = 0
     framework: str | None = None  # "torch" (torchrun) or "mlx" (mlx.launch); None: one process
+    timeout_s: float = 0.0  # how long rank 0 waits for a step's collectives (`[train].collective_timeout_s`)
     all_sum: Callable[[np.ndarray], np.ndarray] = field(default=_single_sum, compare=False, repr=False)
 
     @property

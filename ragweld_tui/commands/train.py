@@ -235,16 +235,24 @@ async def _run(args: argparse.Namespace, config: AppConfig) -> int:
     loop = asyncio.get_running_loop()
     try:
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            # Rank 0 leads a data-parallel run: the others ignore signals and stop when it says so.
-            stop = cancel.set if world.is_main else (lambda: None)
-            loop.add_signal_handler(signal.SIGINT, stop)
-            loop.add_signal_handler(signal.SIGTERM, stop)
+            # Rank 0 leads a data-parallel run: Ctrl-C reaches every rank, and the others keep going until
+            # rank 0 has paused the run and says stop. SIGTERM (their launcher's, when a rank died) ends them.
+            loop.add_signal_handler(signal.SIGINT, cancel.set if world.is_main else (lambda: None))
+            if world.is_main:
+                loop.add_signal_handler(signal.SIGTERM, cancel.set)
         if not world.is_main:
             return await asyncio.to_thread(_follow, plan, world)
         async with open_store(args, config) as store:
             if args.resume:
                 await _check_resumable(store, args.resume, config.train.kind)
             outcome = await _train_or_refuse(config, store, plan, cancel, args.resume, world)
+        if world.size > 1 and outcome.status == "interrupted":
+            # A peer is gone and a thread may sit in its collective for good (MLX's ring has no timeout):
+            # the run is recorded, so leave without joining threads or tearing down the group.
+            print_outcome(outcome)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_CODES.get(outcome.status, 1))
     finally:
         leave_world(world)
     print_outcome(outcome)
@@ -278,6 +286,21 @@ async def _train_or_refuse(config: AppConfig, store: RunStore, plan: TrainingPla
         raise UserError(str(exc)) from None
     except StoreError as exc:  # resume: another owner; a run: its failure could not be recorded (exit 1)
         raise UserError(str(exc), exit_code=2 if resume else 1) from None
+
+
+async def _launched_exit_code(args: argparse.Namespace, config: AppConfig, since: float, returncode: int) -> int:
+    """The exit code of a launched run, from its status in the store: the launchers do not pass rank
+    0's code on (torchrun turns any failure into 1, mlx.launch returns 0). No run: the launcher's code."""
+    async with open_store(args, config) as store:
+        if args.resume:
+            status: str | None = (await store.get_run(args.resume)).status
+        else:
+            mine = [r for r in await store.list_runs(config.train.kind)
+                    if r.created_at >= since and r.name == config.train.name]
+            status = mine[0].status if mine else None
+    if status is None:
+        return returncode or 1
+    return EXIT_CODES.get(status, 1)
 
 
 async def check_resume_run(args: argparse.Namespace, config: AppConfig) -> None:
@@ -318,7 +341,9 @@ def run_headless(args: argparse.Namespace) -> int:
         plan = prepare(config)  # bad input: one line and exit 2 here, before any process starts
         if args.resume:
             asyncio.run(check_resume_run(args, config))
-        return launch(args, plan.backend, plan.device)
+        since = time.time()
+        returncode = launch(args, plan.backend, plan.device)
+        return asyncio.run(_launched_exit_code(args, config, since, returncode))
     if env_rank() != 0:  # the other ranks of a data-parallel run are silent: rank 0 reports
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             return asyncio.run(_run(args, config))

@@ -96,8 +96,8 @@ def test_mlx_two_processes_on_the_loopback_equal_one_process(tmp_path: Path) -> 
     assert difference <= 1e-5
 
 
-def rank_pid(config: Path, rank: int) -> int | None:
-    """The pid of the training process of `rank` running `config` (torchrun sets RANK in its environment)."""
+def rank_pid(config: Path, rank: int, variable: str) -> int | None:
+    """The pid of the training process of `rank` running `config` (the launcher sets `variable` to its rank)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -106,7 +106,7 @@ def rank_pid(config: Path, rank: int) -> int | None:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(config).encode() in cmdline and b"ragweld_tui.cli" in cmdline and f"RANK={rank}".encode() in environ:
+        if str(config).encode() in cmdline and b"ragweld_tui.cli" in cmdline and f"{variable}={rank}".encode() in environ:
             return int(entry.name)
     return None
 
@@ -122,23 +122,28 @@ def wait_for_step(db: Path, step: int, timeout: float = 120) -> str:
     raise TimeoutError(f"step {step} never came")
 
 
-@pytest.mark.slow  # two training processes and their launcher: 50-80 s on a loaded 2-core CPU
-def test_killed_rank_interrupts_the_run_and_it_resumes_in_one_process_exactly(tmp_path: Path) -> None:
+@pytest.mark.slow  # two training processes and their launcher: 80-100 s on a loaded 2-core CPU
+@pytest.mark.parametrize("backend", ["torch", "mlx"])
+def test_killed_rank_interrupts_the_run_and_it_resumes_in_one_process_exactly(tmp_path: Path, backend: str) -> None:
+    """torchrun's gloo fails at once; MLX's ring was seen to wait forever, so rank 0's step deadline
+    (`collective_timeout_s`) is what ends that run."""
+    if backend == "mlx":
+        pytest.importorskip("mlx.core")
     steps = 6
-    config = write_config(tmp_path, "torch", **(SETTINGS | dict(max_steps=steps, collective_timeout_s=20)))
+    config = write_config(tmp_path, backend, **(SETTINGS | dict(max_steps=steps, collective_timeout_s=20)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "ragweld_tui.cli", "--run", str(config), "--nproc", "2"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         run_id = wait_for_step(tmp_path / "db.sqlite", 2)
-        victim = rank_pid(config, 1)
+        victim = rank_pid(config, 1, "RANK" if backend == "torch" else "MLX_RANK")
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)  # no hang: well inside the collective timeout
+        out, _ = proc.communicate(timeout=90)  # no hang: the collective timeout is 20 s
     finally:
         proc.kill()
-    assert proc.returncode != 0 and time.monotonic() - started < 120, out[-2000:]
+    assert proc.returncode == 1 and time.monotonic() - started < 200, out[-2000:]
     (run,) = store_runs(tmp_path / "db.sqlite")
     assert run.id == run_id and run.status == "interrupted", (run.status, run.error)
     done_steps = max(metric_steps(tmp_path / "db.sqlite", run_id))
