@@ -1,4 +1,4 @@
-"""The ranks other than 0 of a data-parallel run: train their shard of each step, write nothing.
+"""Both sides of a data-parallel step: rank 0 leads (`step_with_peers`), the others follow (`follow`).
 
 Rank 0 owns the run (store, checkpoints, adapter, evaluation, promotion; `trainers.run_loop`). A
 follower makes the same engine, starts from the checkpoint rank 0 names (same filesystem: one
@@ -10,10 +10,13 @@ the next GO, within `[train].collective_timeout_s`.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
-from trainers.world import GO, STOP, World
+from trainers.engine_base import StepStats, TrainEngine
 from trainers.plan import TrainingPlan
+from trainers.world import GO, STOP, PeerLost, World
 
 
 def follow(plan: TrainingPlan, world: World) -> int:
@@ -32,3 +35,20 @@ def follow(plan: TrainingPlan, world: World) -> int:
     finally:
         engine.close()
     return steps
+
+
+async def step_with_peers(world: World, engine: TrainEngine[Any], micro: list[Any]) -> StepStats:
+    """One training step; with other ranks, after telling them to take it too, and bounded by the
+    world's timeout (a step that never returns is a lost peer whose collective hangs)."""
+    if world.size == 1:
+        return await asyncio.to_thread(engine.train_step, micro)
+
+    def step() -> StepStats:
+        world.broadcast_int(GO)
+        return engine.train_step(micro)
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(step), world.timeout_s)
+    except TimeoutError:
+        raise PeerLost(f"no answer from the other training processes in {world.timeout_s:.0f}s "
+                       "([train].collective_timeout_s)", stuck=True) from None

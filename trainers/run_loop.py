@@ -29,10 +29,11 @@ from typing import Any
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from store.resume import drop_steps_after
-from trainers.world import GO, SINGLE, STOP, PeerLost, World
+from trainers.rank_worker import step_with_peers
+from trainers.world import SINGLE, STOP, PeerLost, World
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
-from trainers.engine_base import StepStats, TrainEngine
+from trainers.engine_base import TrainEngine
 from trainers.evaluation import Evaluation
 from trainers.faults import fault_point
 from trainers.metrics import METRIC_GOALS
@@ -239,7 +240,7 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                 break
             micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
             try:
-                stats = await _step_with_peers(world, engine, micro)
+                stats = await step_with_peers(world, engine, micro)
             except PeerLost as exc:  # the step was not taken: keep a checkpoint of this one, resumable
                 peers_alive, stuck = False, exc.stuck
                 checkpointed = await _interrupted(engine if not stuck else None, tracker, checkpointed, store, run_id,
@@ -297,23 +298,6 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                 await asyncio.to_thread(world.broadcast_int, STOP)
         if not stuck:
             await asyncio.to_thread(engine.close)
-
-
-async def _step_with_peers(world: World, engine: TrainEngine[Any], micro: list[Any]) -> StepStats:
-    """One training step; with other ranks, after telling them to take it too, and bounded by the
-    world's timeout (a step that never returns is a lost peer whose collective hangs)."""
-    if world.size == 1:
-        return await asyncio.to_thread(engine.train_step, micro)
-
-    def step() -> StepStats:
-        world.broadcast_int(GO)
-        return engine.train_step(micro)
-
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(step), world.timeout_s)
-    except TimeoutError:
-        raise PeerLost(f"no answer from the other training processes in {world.timeout_s:.0f}s "
-                       "([train].collective_timeout_s)", stuck=True) from None
 
 
 async def _interrupted(engine: TrainEngine[Any] | None, tracker: _Tracker, checkpointed: int, store: RunStore,
