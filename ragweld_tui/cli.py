@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", nargs="?", const="config.toml", metavar="TOML",
                         help="train headless with this configuration (default config.toml)")
     parser.add_argument("--resume", metavar="RUN_ID", help="with --run: continue an interrupted or cancelled run")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="with --run: train data parallel in N processes (torchrun or mlx.launch)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -46,8 +48,9 @@ def open_tui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # re-launched as is by --run --nproc N
     try:
-        if args.run is not None or args.resume:
+        if args.run is not None or args.resume or args.nproc is not None:
             from ragweld_tui.commands.train import run_headless
 
             return run_headless(args)

@@ -79,6 +79,12 @@ def metric_cell(run: RunRecord) -> str:
     return f"{name} {format_value(run.baseline, 3)} → {format_value(run.best, 3)}"
 
 
+def backend_cell(run: RunRecord, missing: str = "—") -> str:
+    """The run's backend, with its process count when it trains data parallel (`torch ×4`)."""
+    backend = run.backend or missing
+    return f"{backend} ×{run.world_size}" if run.world_size and run.world_size > 1 else backend
+
+
 def plural(count: int, noun: str) -> str:
     """`1 turn`, `2 turns`."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -60,6 +60,7 @@ class RunRecord(BaseModel):
     serving: float | None = None
     serving_run_id: str | None = None
     serving_note: str | None = None
+    world_size: int | None = None  # data-parallel processes of the latest start (None: made before it was kept)
 
 
 class ArtifactRecord(BaseModel):

@@ -52,7 +52,7 @@ DEFAULT_STALE_AFTER_S = 30.0
 _RUN_COLUMNS = (
     "id, kind, name, status, backend, base_model, config, dataset_fingerprint, created_at, started_at, "
     "finished_at, heartbeat_at, primary_metric, goal, baseline, best, promoted, error, owner_pid, owner_host, alarm, "
-    "first_stage, serving, serving_run_id, serving_note"
+    "first_stage, serving, serving_run_id, serving_note, world_size"
 )
 
 
@@ -152,6 +152,7 @@ class RunStore:
         dataset_fingerprint: str | None = None,
         primary_metric: str | None = None,
         goal: str = "maximize",
+        world_size: int = 1,
     ) -> str:
         """Insert a `queued` run and return its new id."""
         if kind not in RUN_KINDS:
@@ -164,8 +165,8 @@ class RunStore:
         async with self.transaction() as conn:
             await conn.execute(
                 """INSERT INTO runs (id, kind, name, status, backend, base_model, config, dataset_fingerprint,
-                                     created_at, primary_metric, goal)
-                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+                                     created_at, primary_metric, goal, world_size)
+                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     run_id,
                     kind,
@@ -177,6 +178,7 @@ class RunStore:
                     time.time(),
                     primary_metric,
                     goal,
+                    world_size,
                 ),
             )
         return run_id
@@ -236,6 +238,10 @@ class RunStore:
             cursor = await conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, run_id))  # column is ours
             if cursor.rowcount == 0:
                 raise RunNotFoundError(f"no run {run_id} in the store")
+
+    async def set_world_size(self, run_id: str, world_size: int) -> None:
+        """The number of processes training the run now (a resume may use another count)."""
+        await self._update_run(run_id, "world_size", world_size)
 
     async def set_baseline(self, run_id: str, value: float | None) -> None:
         """The primary metric of the untuned model on the same eval set (NaN/Inf kept)."""

@@ -226,6 +226,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        "0008_run_world_size",
+        (
+            # How many processes train the run together (data parallel); the last start's count,
+            # since a resume may use another. NULL for runs made before this column: one process.
+            "ALTER TABLE runs ADD COLUMN world_size INTEGER",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS store_migrations (

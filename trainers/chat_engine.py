@@ -35,6 +35,12 @@ class ChatBatch:
     def num_tokens(self) -> int:
         return sum(len(r) for r in self.rows)
 
+    def shard(self, start: int, stop: int, unit: int = 1) -> ChatBatch | None:
+        """Conversations [start, stop) of the batch (`unit` is 1 for chat); None when the range is empty."""
+        if stop <= start:
+            return None
+        return ChatBatch(self.rows[start * unit:stop * unit], self.targets[start * unit:stop * unit])
+
     def arrays(self, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Right-padded ids (B, T), the flat index b·T + t−1 of the position predicting each target,
         and the target ids."""

@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from backends.adapters import LoraWeights
+from trainers.world import World
 from trainers.losses import examples_in
 
 STATE_VERSION = 1
@@ -40,6 +41,14 @@ class Batch:
 
     def num_tokens(self) -> int:
         return sum(len(row) for row in self.rows)
+
+    def shard(self, start: int, stop: int, unit: int) -> Batch | None:
+        """Examples [start, stop) of the batch (an example is `unit` rows: a listwise group, or one
+        pointwise row); None when the range is empty."""
+        if stop <= start:
+            return None
+        labels = self.labels[start:stop] if self.labels is not None else None
+        return Batch(self.rows[start * unit:stop * unit], labels)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,11 @@ class TrainEngine(Protocol[BatchT]):
 
     def train_step(self, micro_batches: list[BatchT]) -> StepStats:
         """One AdamW update from all micro-batches together, exactly as if they were one batch."""
+        ...
+
+    def use_world(self, world: World) -> None:
+        """Train as one rank of `world`: `train_step` gets the global batch, computes this rank's shard
+        and sums the gradients over the ranks, so every rank takes the one-process update."""
         ...
 
     def lora_weights(self) -> LoraWeights:

@@ -47,6 +47,9 @@ class MlxTrainEngine(MlxLoraEngine):
         logits = picked @ self._head_rows.T
         return logits[:, 0] - logits[:, 1]
 
+    def _shard_unit(self) -> int:
+        return self.train_cfg.group_size if self.train_cfg.loss == "listwise" else 1
+
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 

@@ -79,6 +79,9 @@ class TorchTrainEngine(TorchLoraEngine):
             position_ids=positions.to(self.device), use_cache=True, **{self._cache_arg: cache}).last_hidden_state
         return self._logodds_at(hidden, last)
 
+    def _shard_unit(self) -> int:
+        return self.train_cfg.group_size if self.train_cfg.loss == "listwise" else 1
+
     def _examples(self, batch: Batch) -> int:
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 

@@ -31,6 +31,7 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
+from trainers.world import SINGLE, World
 from trainers.schedule import lr_at
 
 MLX_DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
@@ -56,6 +57,7 @@ class MlxLoraEngine:
         self.seed = train.seed if seed is None else seed
         self.device, self.pad_id, self.eval_batch_size = device, pad_id, eval_batch_size
         self.step = 0
+        self.world = SINGLE
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         self.model, _ = load_model(model_dir)
         self.precision = resolve_precision(train.precision, "mlx", device, stored=stored_precision(model_dir))
@@ -133,11 +135,15 @@ class MlxLoraEngine:
         if self.lora_cfg.dropout > 0.0:  # LoRALinear's dropout draws from MLX's global key
             mx.random.seed(dropout_seed(self.seed, self.step))
         grads, loss_sum = None, 0.0
-        for batch in micro_batches:
+        for batch in filter(None, map(self._local, micro_batches)):
             loss, g = self._value_and_grad(self._inputs(batch), total)
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             loss_sum += float(loss) * total  # back from (sum / total) to the micro-batch's sum
+        if self.world.size > 1:  # Σ over ranks of their shards' (sum / total) = the global batch's gradient
+            from trainers.distributed_mlx import sum_gradients
+            grads, loss_sum = sum_gradients(
+                grads if grads is not None else tree_map(mx.zeros_like, self.model.trainable_parameters()), loss_sum)
         grads, grad_norm = optim.clip_grad_norm(grads, cfg.max_grad_norm)
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
         self.optimizer.learning_rate = lr
@@ -146,6 +152,20 @@ class MlxLoraEngine:
         self.step += 1
         return StepStats(self.step, loss_sum / total, float(grad_norm), lr,
                          sum(b.num_tokens() for b in micro_batches), total, time.perf_counter() - started)
+
+    def use_world(self, world: World) -> None:
+        self.world = world
+
+    def _shard_unit(self) -> int:
+        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
+        return 1
+
+    def _local(self, batch: Any) -> Any | None:
+        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
+        if self.world.size == 1:
+            return batch
+        unit = self._shard_unit()
+        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
     @pinned
     def lora_weights(self) -> LoraWeights:

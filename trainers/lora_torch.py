@@ -31,6 +31,7 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
+from trainers.world import SINGLE, World
 from trainers.schedule import lr_at
 
 
@@ -55,6 +56,7 @@ class TorchLoraEngine:
         self.precision = resolve_precision(train.precision, "torch", device,
                                            bf16_supported=cuda_bf16_supported(device))
         self._device_type = torch.device(device).type
+        self.world = SINGLE
         base = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True)
         if train.gradient_checkpointing:
@@ -128,13 +130,16 @@ class TorchLoraEngine:
         loss_sum = 0.0
         scaler = self._scaler
         with self._dropout_rng():
-            for batch in micro_batches:
+            for batch in filter(None, map(self._local, micro_batches)):
                 with self._autocast():
                     loss = self._loss_sum(batch)
                 mean_part = loss / total  # Σ over micro-batches of (sum / total) = one big batch's mean
                 (scaler.scale(mean_part) if scaler else mean_part).backward()
                 loss_sum += float(loss.detach())
-        if scaler:
+        if self.world.size > 1:  # Σ over ranks of their shards' (sum / total) = the global batch's gradient
+            from trainers.distributed_torch import sum_gradients
+            loss_sum = sum_gradients(self._params, loss_sum)
+        if scaler:  # every rank holds the same summed gradients, so all take the same skip decision
             scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm))
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
@@ -162,6 +167,20 @@ class TorchLoraEngine:
     def _fp32(self) -> contextlib.AbstractContextManager[Any]:
         """A region computed in fp32 even inside the training autocast (projections, losses)."""
         return torch.autocast(self._device_type, enabled=False)
+
+    def use_world(self, world: World) -> None:
+        self.world = world
+
+    def _shard_unit(self) -> int:
+        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
+        return 1
+
+    def _local(self, batch: Any) -> Any | None:
+        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
+        if self.world.size == 1:
+            return batch
+        unit = self._shard_unit()
+        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
     @contextlib.contextmanager
     def _dropout_rng(self) -> Iterator[None]:

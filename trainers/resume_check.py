@@ -17,6 +17,7 @@ SAFE_CHANGES: frozenset[str] = frozenset({
     "train.max_steps", "train.eval_every", "train.checkpoint_every", "train.name", "train.auto_promote",
     "train.early_stopping_patience", "train.promote_epsilon", "train.stop_on_alarm",
     "train.alarm_collapse_spread", "train.alarm_below_baseline_evals", "train.alarm_divergence_factor",
+    "train.collective_timeout_s",
     "model.device", "train.precision", "train.gradient_checkpointing", "data.path", "scoring.*", "serving.*",
     "store.*", "chat.*",
 })

@@ -15,6 +15,7 @@ free and a run inside the app behaves exactly like a headless one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import shutil
@@ -28,6 +29,8 @@ from typing import Any
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
 from store.resume import drop_steps_after
+from trainers.rank_worker import step_with_peers
+from trainers.world import SINGLE, STOP, PeerLost, World
 from trainers.alarms import Alarm, AlarmState, check_divergence, check_evaluation
 from trainers.durable import fsync_dir, fsync_tree, newest_intact, recover_swap, safetensors_intact, write_durably
 from trainers.engine_base import TrainEngine
@@ -122,10 +125,11 @@ async def run_for_config(config: AppConfig, store: RunStore, cancel: threading.E
 async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, cancel: threading.Event | None = None,
                        resume_run_id: str | None = None,
                        on_progress: Callable[[ProgressUpdate], None] | None = None,
-                       on_run_created: Callable[[str], None] | None = None) -> RunOutcome:
+                       on_run_created: Callable[[str], None] | None = None, world: World = SINGLE) -> RunOutcome:
     """Run (or resume) a training of any kind; returns the outcome, never leaves the run `running`.
 
     `on_run_created(run_id)` is called as soon as the run exists, so a UI can offer to cancel it.
+    In a data-parallel `world` this is rank 0's side (the other ranks run `trainers.rank_worker.follow`).
     """
     cancel = cancel or threading.Event()
     metric = plan.primary_metric
@@ -133,10 +137,11 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
         run_id = await store.create_run(
             plan.kind, config.train.name, backend=plan.backend, base_model=config.model.base,
             config=json.loads(plan.config.model_dump_json()), dataset_fingerprint=plan.dataset_fingerprint,
-            primary_metric=metric, goal=METRIC_GOALS[metric])
+            primary_metric=metric, goal=METRIC_GOALS[metric], world_size=world.size)
     else:
         run_id = resume_run_id
         allowed = await _check_resume(store, run_id, plan)
+        await store.set_world_size(run_id, world.size)
     if on_run_created:
         on_run_created(run_id)
     outcome = RunOutcome(run_id, "running", metric)
@@ -146,7 +151,8 @@ async def run_training(config: AppConfig, store: RunStore, plan: TrainingPlan, c
         if resume_run_id and allowed:
             writer.emit(LogEvent(message=f"resumed with changed settings: {'; '.join(allowed)}"))
         try:
-            await _train(config, store, writer, plan, run_id, cancel, resume_run_id is not None, outcome, on_progress)
+            await _train(config, store, writer, plan, run_id, cancel, resume_run_id is not None, outcome, on_progress,
+                         world)
         except asyncio.CancelledError:
             outcome.status = "cancelled"
             await writer.set_status("cancelled", reason="task cancelled")
@@ -178,7 +184,7 @@ async def _check_resume(store: RunStore, run_id: str, plan: TrainingPlan) -> lis
 
 async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: TrainingPlan, run_id: str,
                  cancel: threading.Event, resuming: bool, outcome: RunOutcome,
-                 on_progress: Callable[[ProgressUpdate], None] | None) -> None:
+                 on_progress: Callable[[ProgressUpdate], None] | None, world: World) -> None:
     from safetensors.numpy import load_file, save_file
 
     from trainers.evaluation import Projector
@@ -190,8 +196,14 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
     writer.emit(plan.dataset_event())
     for line in plan.describe():
         writer.emit(LogEvent(message=line))
+    if world.size > 1:
+        writer.emit(LogEvent(message=f"data parallel: {world.size} processes ({world.framework}); each computes "
+                                     "its shard of every step's batch, rank 0 writes and evaluates"))
     engine = await asyncio.to_thread(plan.make_engine)
+    peers_alive = world.size > 1  # the other ranks wait for a STOP when this rank leaves
+    stuck = False  # a collective never returned: the engine's thread is inside it for good
     try:
+        engine.use_world(world)
         tracker = _Tracker()
         checkpoint, damaged = newest_intact(run_dir / CHECKPOINTS, TRAINER_STATE) if resuming else (None, [])
         for name in damaged:
@@ -206,6 +218,8 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
             dropped = await drop_steps_after(writer, tracker.step)
             writer.emit(LogEvent(message=f"resumed from {checkpoint.name} (step {tracker.step})"
                                  + (f"; {dropped} events of later steps superseded" if dropped else "")))
+        if world.size > 1:  # the other ranks start from the same state
+            await asyncio.to_thread(world.broadcast_text, str(checkpoint or ""))
         if safetensors_intact(run_dir / ORIGIN):
             origin = (await asyncio.to_thread(load_file, str(run_dir / ORIGIN)))["origin"]
         else:
@@ -227,7 +241,14 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
                 await writer.set_status("cancelled", reason=f"cancelled at step {tracker.step}{kept}")
                 break
             micro = await asyncio.to_thread(plan.batches_for, tracker.step)  # tokenizing is not free
-            stats = await asyncio.to_thread(engine.train_step, micro)
+            try:
+                stats = await step_with_peers(world, engine, micro)
+            except PeerLost as exc:  # the step was not taken: keep a checkpoint of this one, resumable
+                peers_alive, stuck = False, exc.stuck
+                checkpointed = await _interrupted(engine if not stuck else None, tracker, checkpointed, store, run_id,
+                                                  run_dir, writer, str(exc))
+                outcome.status = "interrupted"
+                break
             if not (math.isfinite(stats.loss) and (math.isfinite(stats.grad_norm) or stats.skipped)):
                 raise TrainingFailed(f"non-finite training signal at step {tracker.step + 1} (loss {stats.loss}, "
                                      f"gradient norm {stats.grad_norm}); nothing from this step was kept")
@@ -279,7 +300,24 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
             await writer.set_status("completed", reason=f"best {metric} {tracker.best.get(metric, float('nan')):.4f} "
                                                         f"at step {tracker.best_step}")
     finally:
-        await asyncio.to_thread(engine.close)
+        if peers_alive:
+            with contextlib.suppress(PeerLost):
+                await asyncio.to_thread(world.broadcast_int, STOP)
+        if not stuck:
+            await asyncio.to_thread(engine.close)
+
+
+async def _interrupted(engine: TrainEngine[Any] | None, tracker: _Tracker, checkpointed: int, store: RunStore,
+                       run_id: str, run_dir: Path, writer: EventWriter, why: str) -> int:
+    """Another rank is gone: checkpoint this step (unless the engine is stuck in a collective: None),
+    list the artifacts and mark the run interrupted (resumable, with any number of processes).
+    Returns the step of the newest checkpoint."""
+    if engine is not None and tracker.step > 0 and checkpointed != tracker.step:
+        await _checkpoint(engine, tracker, run_dir, writer)
+        checkpointed = tracker.step
+    await _register_artifacts(store, run_id, run_dir)
+    await writer.set_status("interrupted", reason=f"{why}; checkpoint at step {checkpointed} kept: resume it")
+    return checkpointed
 
 
 async def _references(store: RunStore, plan: TrainingPlan, engine: TrainEngine[Any], tracker: _Tracker, writer: EventWriter,

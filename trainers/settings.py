@@ -108,6 +108,10 @@ class TrainConfig(StrictModel):
     alarm_collapse_spread: float = Field(1e-4, ge=0.0)      # std of dev scores (log-odds) under this = collapse
     alarm_below_baseline_evals: int = Field(3, ge=1)        # this many evaluations in a row under the baseline
     alarm_divergence_factor: float = Field(3.0, gt=1.0)     # smoothed loss above this × its lowest so far
+    # Data-parallel runs (torchrun, mlx.launch): how long a rank waits for the others before the run is
+    # interrupted (torch's collective timeout; rank 0's bound on a step). The other ranks wait this long
+    # while rank 0 evaluates, so it must exceed an evaluation and a step.
+    collective_timeout_s: float = Field(600.0, gt=0.0)
 
 
 class AppConfig(StrictModel):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from ragweld_tui.errors import UserError
-from ragweld_tui.format import run_compute, server_line
+from ragweld_tui.format import backend_cell, run_compute, server_line
 from store import RunRecord, RunStore, ServerRecord, StoreError, StoreMissingError, validate_run_id
 from store.events import json_safe
 from store.reads import RawEvent
@@ -149,7 +149,7 @@ def _print_runs(runs: list[RunRecord], *, as_json: bool, path: Path) -> None:
             r.kind,
             r.status,
             _clean(r.name, 32),
-            _clean(r.backend or "-", 12),
+            _clean(backend_cell(r, "-"), 12),
             _clean(r.primary_metric or "-", 16),
             _num(r.best),
             _when(r.created_at),
@@ -196,6 +196,7 @@ async def _show(store: RunStore, run_id: str, *, as_json: bool) -> None:
         ("status", run.status),
         ("backend", _clean(run.backend or "-")),
         ("precision", _clean(run_compute(run))),
+        ("processes", str(run.world_size or 1)),
         ("base model", _clean(run.base_model or "-")),
         ("dataset", _clean(run.dataset_fingerprint or "-")),
         ("created", _when(run.created_at)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from ragweld_tui.format import format_elapsed
 if TYPE_CHECKING:
     from store import RunStore
     from trainers.plan import TrainingPlan
+    from trainers.world import World
     from trainers.run_loop import ProgressUpdate, RunOutcome
 
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130}
@@ -207,30 +209,70 @@ def print_outcome(outcome: RunOutcome) -> None:
         print(f"promotion: {verdict} — {'; '.join(outcome.decision.reasons)}")
 
 
-async def _run(args: argparse.Namespace, config: AppConfig) -> int:
+def prepare(config: AppConfig) -> TrainingPlan:
+    """The run's plan; bad input (data, model, settings) as a UserError."""
     from trainers.errors import DataError
     from trainers.run_loop import prepare_plan
 
     with user_errors():
         try:
-            plan = await asyncio.to_thread(prepare_plan, config)
+            return prepare_plan(config)
         except (DataError, ValueError) as exc:
             raise UserError(str(exc)) from None
+
+
+async def _run(args: argparse.Namespace, config: AppConfig) -> int:
+    from trainers.distributed import join_world, leave_world
+    from trainers.world import local_device
+
+    plan = await asyncio.to_thread(prepare, config)
+    try:
+        world = await asyncio.to_thread(join_world, plan.backend, plan.device, config.train.collective_timeout_s)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    plan.device = local_device(plan.device, world)
     cancel = threading.Event()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, cancel.set)
-        loop.add_signal_handler(signal.SIGTERM, cancel.set)
-    async with open_store(args, config) as store:
-        if args.resume:
-            await _check_resumable(store, args.resume, config.train.kind)
-        outcome = await _train_or_refuse(config, store, plan, cancel, args.resume)
+    try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            # Rank 0 leads a data-parallel run: Ctrl-C reaches every rank, and the others keep going until
+            # rank 0 has paused the run and says stop. SIGTERM (their launcher's, when a rank died) ends them.
+            loop.add_signal_handler(signal.SIGINT, cancel.set if world.is_main else (lambda: None))
+            if world.is_main:
+                loop.add_signal_handler(signal.SIGTERM, cancel.set)
+        if not world.is_main:
+            return await asyncio.to_thread(_follow, plan, world)
+        async with open_store(args, config) as store:
+            if args.resume:
+                await _check_resumable(store, args.resume, config.train.kind)
+            outcome = await _train_or_refuse(config, store, plan, cancel, args.resume, world)
+        if world.size > 1 and outcome.status == "interrupted":
+            # A peer is gone and a thread may sit in its collective for good (MLX's ring has no timeout):
+            # the run is recorded, so leave without joining threads or tearing down the group.
+            print_outcome(outcome)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_CODES.get(outcome.status, 1))
+    finally:
+        leave_world(world)
     print_outcome(outcome)
     return EXIT_CODES.get(outcome.status, 1)
 
 
+def _follow(plan: TrainingPlan, world: World) -> int:
+    """A non-zero rank: train until rank 0 stops (0), or exit 1 when a peer is lost (rank 0 records it)."""
+    from trainers.rank_worker import follow
+    from trainers.world import PeerLost
+
+    try:
+        follow(plan, world)
+    except PeerLost:
+        return 1
+    return 0
+
+
 async def _train_or_refuse(config: AppConfig, store: RunStore, plan: TrainingPlan, cancel: threading.Event,
-                           resume: str | None) -> RunOutcome:
+                           resume: str | None, world: World) -> RunOutcome:
     """run_training, with a refused resume (changed settings, another live owner) as a UserError."""
     from store import StoreError
     from trainers.resume_check import ResumeRefused
@@ -238,11 +280,33 @@ async def _train_or_refuse(config: AppConfig, store: RunStore, plan: TrainingPla
 
     try:
         with ProgressPrinter() as progress:
-            return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=progress)
+            return await run_training(config, store, plan, cancel, resume_run_id=resume, on_progress=progress,
+                                      world=world)
     except ResumeRefused as exc:
         raise UserError(str(exc)) from None
     except StoreError as exc:  # resume: another owner; a run: its failure could not be recorded (exit 1)
         raise UserError(str(exc), exit_code=2 if resume else 1) from None
+
+
+async def _launched_exit_code(args: argparse.Namespace, config: AppConfig, since: float, returncode: int) -> int:
+    """The exit code of a launched run, from its status in the store: the launchers do not pass rank
+    0's code on (torchrun turns any failure into 1, mlx.launch returns 0). No run: the launcher's code."""
+    async with open_store(args, config) as store:
+        if args.resume:
+            status: str | None = (await store.get_run(args.resume)).status
+        else:
+            mine = [r for r in await store.list_runs(config.train.kind)
+                    if r.created_at >= since and r.name == config.train.name]
+            status = mine[0].status if mine else None
+    if status is None:
+        return returncode or 1
+    return EXIT_CODES.get(status, 1)
+
+
+async def check_resume_run(args: argparse.Namespace, config: AppConfig) -> None:
+    """`--resume RUN_ID` names a run of this kind that can be resumed, or a UserError."""
+    async with open_store(args, config) as store:
+        await _check_resumable(store, args.resume, config.train.kind)
 
 
 async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
@@ -262,11 +326,27 @@ async def _check_resumable(store: RunStore, run_id: str, kind: str) -> None:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    """Entry point for `--run [config.toml]`."""
+    """Entry point for `--run [config.toml]`: in this process, or `--nproc N` processes (data parallel)."""
+    from trainers.world import env_rank, launched_by
+
     if args.config and args.run and Path(args.config) != Path(args.run):
         raise UserError("give the configuration once: --run CONFIG or --config CONFIG")
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc must be at least 1 (got {args.nproc})")
     args.config = args.run or args.config
     config = config_from_args(args)
+    if args.nproc is not None and args.nproc > 1 and launched_by() is None:
+        from ragweld_tui.commands.multiproc import launch
+
+        plan = prepare(config)  # bad input: one line and exit 2 here, before any process starts
+        if args.resume:
+            asyncio.run(check_resume_run(args, config))
+        since = time.time()
+        returncode = launch(args, plan.backend, plan.device)
+        return asyncio.run(_launched_exit_code(args, config, since, returncode))
+    if env_rank() != 0:  # the other ranks of a data-parallel run are silent: rank 0 reports
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            return asyncio.run(_run(args, config))
     return asyncio.run(_run(args, config))
 
 

@@ -21,8 +21,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from backends.adapters import MANIFEST
-from ragweld_tui.format import (ALARM_MARK, cycle, dataset_lines, figure_lines, format_value, human_bytes, run_compute,
-                                verdict_head)
+from ragweld_tui.format import (ALARM_MARK, backend_cell, cycle, dataset_lines, figure_lines, format_value, human_bytes,
+                                run_compute, verdict_head)
 from ragweld_tui.messages import EventsArrived, InspectorData, InspectorLoaded, StoreFailed
 from ragweld_tui.screens.base import AppScreen
 from ragweld_tui.screens.export import ExportScreen
@@ -244,7 +244,7 @@ class InspectorScreen(AppScreen[None]):
             + (f" · {ALARM_MARK} alarm" if run.alarm else ""))
         times = [f"created {utc(run.created_at)}"] + ([f"started {utc(run.started_at)}"] if run.started_at else []) + (
             [f"finished {utc(run.finished_at)}"] if run.finished_at else [])
-        header = (f"backend {run.backend or '—'} · precision {run_compute(run)} · base {run.base_model or '—'}\n"
+        header = (f"backend {backend_cell(run)} · precision {run_compute(run)} · base {run.base_model or '—'}\n"
                   f"{' · '.join(times)}")
         header += f"\nrun folder: {display_path(data.run_dir)}"
         if run.error:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 
-from ragweld_tui.format import (ALARM_MARK, SERVING_MARK, eta_cell, format_value, max_steps_of, metric_cell,
+from ragweld_tui.format import (ALARM_MARK, SERVING_MARK, backend_cell, eta_cell, format_value, max_steps_of, metric_cell,
                                 progress_cell, short_model, status_cell)
 from ragweld_tui.widgets.nav import NavTable
 from store import RunRecord
@@ -37,7 +37,7 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool
     total = max_steps_of(run.config)
     done = (progress_cell(step, total), eta_cell(run, step, total, now), format_value(latest, 3))
     if wide:
-        return (mark, run.name[:24], run.id, run.kind, run.backend or "—", short_model(run.base_model, 22), status,
+        return (mark, run.name[:24], run.id, run.kind, backend_cell(run), short_model(run.base_model, 22), status,
                 *done, metric_cell(run))
     return (mark, run.name[:16], run.id[-8:], status, *done)
 
