@@ -58,7 +58,7 @@ def score_cell(folder: Path, pairs: int) -> dict[str, object]:
     work = workload(pairs, n_queries=4)
     reranker.score(work[0][0], work[0][1][:8])  # warm-up: kernels, allocator
     torch.cuda.synchronize()
-    seconds, real, n, rows = 0.0, 0, 0, 0
+    seconds, real, n = 0.0, 0, 0
     for query, docs in work:
         reranker.score(query, docs)
         stats = reranker.last_stats
