@@ -25,7 +25,8 @@ from pathlib import Path
 
 ORIGINAL_SUFFIX = ".netlib"
 # Debian/Ubuntu multiarch locations of OpenBLAS's BLAS interface, the pthread build first.
-OPENBLAS_GLOBS = ("/usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3", "/usr/lib/*-linux-gnu/openblas-openmp/libblas.so.3",
+OPENBLAS_GLOBS = ("/usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3",
+                  "/usr/lib/*-linux-gnu/openblas-openmp/libblas.so.3",
                   "/usr/lib64/libopenblas.so.0", "/usr/lib/libopenblas.so.0")
 
 # A fresh process compares an MLX matmul with numpy's float64 product: a wrong link fails loudly.
@@ -51,6 +52,8 @@ class BlasState:
     def describe(self) -> str:
         if self.kind == "openblas":
             return f"BLAS: OpenBLAS ({self.target})"
+        if self.kind == "other":
+            return f"BLAS: {self.target}"
         return "BLAS: reference netlib (slow; scripts/setup.sh links OpenBLAS)"
 
 

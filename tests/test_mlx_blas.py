@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.mlx_blas import ORIGINAL_SUFFIX, blas_state, bundled_blas, find_openblas, link, main, mlx_libs_dir, restore
+from backends.mlx_blas import (ORIGINAL_SUFFIX, blas_state, bundled_blas, find_openblas, link, main, mlx_libs_dir,
+                               restore)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bundled BLAS is a Linux wheel's")
 

@@ -91,7 +91,8 @@ class MlxTrainEngine(MlxLoraEngine):
         kv = cast(PrefixKV, state)
         out = []
         for i in range(0, len(tails), self.eval_batch_size):
-            logits = hidden_after_prefix(self.model, kv, tails[i:i + self.eval_batch_size], self.pad_id) @ self._head_rows.T
+            picked = hidden_after_prefix(self.model, kv, tails[i:i + self.eval_batch_size], self.pad_id)
+            logits = picked @ self._head_rows.T
             z = logits[:, 0] - logits[:, 1]
             mx.eval(z)
             out.append(np.array(z, dtype=np.float64))
