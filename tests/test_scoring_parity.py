@@ -89,3 +89,14 @@ def test_prefix_cache_path_equals_full_rows(scorers, workload, backend: str) -> 
     rows = scorer.builder.build(workload[2][0], workload[2][1])
     assert np.max(np.abs(sigmoid(np.array([s.logit for s in other])) - sigmoid(scorer.score_rows(rows)))) <= 1e-5
     assert not scorer.last_stats.prefixed
+    # A new adapter makes the memoised prefix stale: the same query is computed afresh with it.
+    from tests.test_service import random_lora
+
+    query, docs = workload[2]
+    scorer.engine.apply_lora(random_lora(5))
+    try:
+        tuned = np.array([s.logit for s in scorer.score(query, docs)])
+        assert scorer.last_stats.prefixed and not np.allclose(tuned, [s.logit for s in other], atol=1e-3)
+        assert np.max(np.abs(sigmoid(tuned) - sigmoid(scorer.score_rows(rows)))) <= 1e-5
+    finally:
+        scorer.engine.apply_lora(None)
