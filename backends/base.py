@@ -40,7 +40,7 @@ class PrefixScoringEngine(ScoringEngine, Protocol):
 
 
 def supports_prefix(engine: ScoringEngine) -> TypeGuard[PrefixScoringEngine]:
-    """Whether `engine` implements `logodds_prefixed` (the torch engine does)."""
+    """Whether `engine` implements `logodds_prefixed` (the torch and MLX engines do)."""
     return hasattr(engine, "logodds_prefixed")
 
 

@@ -34,6 +34,48 @@ def answer_head_rows(model: nn.Module, answer_ids: list[int]) -> mx.array:
     return mx.stop_gradient(rows.astype(mx.float32))
 
 
+PrefixKV = list[tuple[mx.array, mx.array]]  # one (keys, values) pair per layer, batch 1
+
+
+def prefix_kv(model: nn.Module, prefix: list[int]) -> PrefixKV:
+    """The keys and values every layer computes for `prefix` (one row), evaluated.
+
+    The scorer and the training engine's dev evaluation share this, so both reuse a query's
+    prefix in exactly the same way.
+    """
+    from mlx_lm.models.cache import make_prompt_cache
+
+    caches = make_prompt_cache(model)
+    model.model(mx.array([prefix]), cache=caches)
+    kv = [(c.keys[..., : len(prefix), :], c.values[..., : len(prefix), :]) for c in caches]
+    mx.eval(kv)
+    return kv
+
+
+def hidden_after_prefix(model: nn.Module, kv: PrefixKV, tails: list[list[int]], pad_id: int) -> mx.array:
+    """Final-norm hidden states at each tail's last real token, the tails continuing `kv`'s prefix.
+
+    The prefix's keys and values are repeated along the batch into mlx-lm's KVCache, so each
+    tail attends to the prefix and to its own earlier tokens; the tails are right-padded, and the
+    causal mask (offset by the prefix) keeps padding out of every real token's attention.
+    """
+    from mlx_lm.models.cache import KVCache
+
+    batch, longest = len(tails), max(len(t) for t in tails)
+    ids = np.full((batch, longest), pad_id, dtype=np.int32)
+    for i, tail in enumerate(tails):
+        ids[i, : len(tail)] = tail
+    caches = []
+    for keys, values in kv:
+        cache = KVCache()
+        cache.state = (mx.repeat(keys, batch, axis=0), mx.repeat(values, batch, axis=0), keys.shape[2])
+        caches.append(cache)
+    hidden = model.model(mx.array(ids), cache=caches)
+    last = mx.array([len(t) - 1 for t in tails])
+    picked: mx.array = hidden[mx.arange(batch), last].astype(mx.float32)
+    return picked
+
+
 class LoraSwap:
     """Serves a LoRA on an mlx-lm model and undoes it: merged into float weights; on quantized
     layers, where merging would lose precision, through mlx-lm's LoRALinear (the scorer and the
@@ -100,6 +142,8 @@ class MlxEngine:
         self.answer_ids = list(answer_ids)
         self.pad_id = pad_id
         self._swap = LoraSwap()
+        self._weights_version = 0
+        self._cached_prefix: tuple[tuple[tuple[int, ...], int], PrefixKV] | None = None
         self._refresh_head()
 
     def _refresh_head(self) -> None:
@@ -121,7 +165,25 @@ class MlxEngine:
         mx.eval(out)
         return np.array(out, dtype=np.float64)
 
+    def logodds_prefixed(self, prefix: list[int], tails: list[list[int]]) -> np.ndarray:
+        """Like logodds(prefix + tail for each tail), running the shared prefix only once.
+
+        The prefix's keys and values (system prompt, instruction, query) are computed once per
+        query and memoised for the most recent prefix, so each document costs only its own tokens.
+        """
+        if not tails:
+            return np.zeros(0)
+        key = (tuple(prefix), self._weights_version)
+        if self._cached_prefix is None or self._cached_prefix[0] != key:
+            self._cached_prefix = None  # free the old prefix before computing the new one
+            self._cached_prefix = (key, prefix_kv(self.model, prefix))
+        logits = hidden_after_prefix(self.model, self._cached_prefix[1], tails, self.pad_id) @ self._head_rows.T
+        out = logits[:, 0] - logits[:, 1]
+        mx.eval(out)
+        return np.array(out, dtype=np.float64)
+
     def apply_lora(self, lora: LoraWeights | None) -> None:
+        self._weights_version += 1  # a cached prefix computed with the old weights is stale
         self._swap.apply(self.model, lora)
         self._refresh_head()
 

@@ -34,6 +34,7 @@ class ScoreStats:
     padded_tokens: int = 0
     seconds: float = 0.0
     batches: int = 0
+    prefixed: bool = False  # the query's prefix ran once and its key/value cache served every pair
 
 
 def load_engine(settings: ScorerSettings, model_dir: Path, answer_ids: tuple[int, int], pad_id: int) -> tuple[ScoringEngine, str]:
@@ -104,7 +105,7 @@ class Reranker:
         engine = cast(PrefixScoringEngine, self.engine)  # callers check supports_prefix first
         lengths = [len(head) + len(t) for t in tails]
         out = np.empty(len(tails))
-        stats = ScoreStats(pairs=len(tails), real_tokens=sum(lengths))
+        stats = ScoreStats(pairs=len(tails), real_tokens=sum(lengths), prefixed=True)
         start = time.perf_counter()
         # Batch by tail length: the head is computed once, so only the tails' padding costs compute.
         tail_lengths = [len(t) for t in tails]

@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
+from backends.mlx_blas import blas_state, mlx_libs_dir
+
 
 @dataclass(frozen=True)
 class BackendInfo:
@@ -53,7 +55,12 @@ def mlx_info() -> BackendInfo:
             devices.insert(0, "gpu")
     except Exception:
         pass
-    return BackendInfo("mlx", True, tuple(devices), f"mlx {getattr(mx, '__version__', '?')}")
+    detail = f"mlx {getattr(mx, '__version__', '?')}"
+    libs = mlx_libs_dir()  # Linux CPU wheels only: which BLAS the bundled libblas resolves to
+    state = blas_state(libs) if libs is not None else None
+    if state is not None:
+        detail += f"; {state.describe()}"
+    return BackendInfo("mlx", True, tuple(devices), detail)
 
 
 @lru_cache(maxsize=1)

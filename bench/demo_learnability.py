@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{train.loss} G={train.group_size} batch {train.batch_size} lr {train.learning_rate} steps {train.max_steps}")
 
     def mrr() -> float:
-        return evaluate_queries(engine.logodds, builder, split.dev)["mrr@10"]
+        return evaluate_queries(engine, builder, split.dev).metrics["mrr@10"]
 
     base = mrr()
     print(f"step    0  dev MRR@10 {base:.4f}  ({time.perf_counter() - started:.0f}s)", flush=True)

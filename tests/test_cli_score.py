@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.mlx_blas import blas_state, mlx_libs_dir
 from ragweld_tui.cli import main
 
 DOCS = ["Citation indexes link papers to the papers that cite them.", "Bread needs flour, water and yeast.",
@@ -76,5 +77,10 @@ def test_backends_lists_both_with_the_auto_choice() -> None:
     names = {b["name"]: b for b in data["backends"]}
     assert names["torch"]["available"] and names["mlx"]["available"]
     assert data["chosen"]["backend"] in ("torch", "mlx") and data["chosen"]["reason"].startswith("auto")
+    libs = mlx_libs_dir()
+    if libs is not None:  # a Linux CPU wheel: the report names the BLAS its bundled libblas resolves to
+        state = blas_state(libs)
+        assert state is not None and state.describe() in names["mlx"]["detail"]
+        assert ("OpenBLAS" if state.kind == "openblas" else "reference netlib") in names["mlx"]["detail"]
     human = run_cli("backends")
     assert "selected (backend=auto" in human.stdout

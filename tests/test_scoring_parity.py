@@ -74,14 +74,29 @@ def test_results_come_back_in_input_order_across_batches(scorers, workload) -> N
     assert scorer.last_stats.pairs == len(docs)
 
 
-def test_prefix_cache_path_equals_full_rows(scorers, workload) -> None:
-    scorer = scorers["torch"]
+@pytest.mark.parametrize("backend", ["torch", "mlx"])
+def test_prefix_cache_path_equals_full_rows(scorers, workload, backend: str) -> None:
+    scorer = scorers[backend]
     for query, docs in workload[:2]:
         head, tails = scorer.builder.build_parts(query, docs)
         cached = scorer.score_prefixed(head, tails)
         full = scorer.score_rows([head + t for t in tails])
-        np.testing.assert_allclose(cached, full, atol=1e-5)
-        # A second query reuses nothing stale from the first one's cache.
+        assert np.max(np.abs(sigmoid(cached) - sigmoid(full))) <= 1e-5
+        np.testing.assert_allclose(cached, full, atol=1e-4)
+    # A second query reuses nothing stale from the first one's cache, and score() takes the prefix path.
     other = scorer.score(workload[2][0], workload[2][1])
+    assert scorer.last_stats.prefixed and scorer.last_stats.pairs == len(workload[2][1]) > 1
     rows = scorer.builder.build(workload[2][0], workload[2][1])
-    np.testing.assert_allclose([s.logit for s in other], scorer.score_rows(rows), atol=1e-5)
+    assert np.max(np.abs(sigmoid(np.array([s.logit for s in other])) - sigmoid(scorer.score_rows(rows)))) <= 1e-5
+    assert not scorer.last_stats.prefixed
+    # A new adapter makes the memoised prefix stale: the same query is computed afresh with it.
+    from tests.test_service import random_lora
+
+    query, docs = workload[2]
+    scorer.engine.apply_lora(random_lora(5))
+    try:
+        tuned = np.array([s.logit for s in scorer.score(query, docs)])
+        assert scorer.last_stats.prefixed and not np.allclose(tuned, [s.logit for s in other], atol=1e-3)
+        assert np.max(np.abs(sigmoid(tuned) - sigmoid(scorer.score_rows(rows)))) <= 1e-5
+    finally:
+        scorer.engine.apply_lora(None)

@@ -108,12 +108,27 @@ class TrainEngine(Protocol[BatchT]):
         ...
 
 
-class RerankTrainEngine(TrainEngine[Batch], Protocol):
-    """A reranker engine: trained on yes−no log-odds at each row's last token."""
+class RerankScorer(Protocol):
+    """What dev evaluation needs of a reranker engine: log-odds of rows, or of tails after a shared head."""
 
     def logodds(self, rows: list[list[int]]) -> np.ndarray:
         """logit_yes − logit_no per row with the current adapter (no gradients, no dropout)."""
         ...
+
+    def prefix_state(self, head: list[int]) -> object:
+        """The key/value cache of `head` (one row) under the current adapter, for `logodds_after`.
+
+        Computed afresh per query by the caller, so a cache never outlives the weights it was made with.
+        """
+        ...
+
+    def logodds_after(self, state: object, tails: list[list[int]]) -> np.ndarray:
+        """Like logodds(head + tail for each tail), `head` being the row behind `state`."""
+        ...
+
+
+class RerankTrainEngine(TrainEngine[Batch], RerankScorer, Protocol):
+    """A reranker engine: trained on yes−no log-odds at each row's last token."""
 
 
 def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,13 +11,14 @@ AdamW, the schedule, accumulation, state and the MLX thread live in `trainers.lo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
 from backends.adapters import LoraWeights
-from backends.engine_mlx import answer_head_rows
+from backends.engine_mlx import PrefixKV, answer_head_rows, hidden_after_prefix, prefix_kv
 from backends.mlx_thread import MlxWorker, mlx_worker, pinned
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows
@@ -76,6 +77,26 @@ class MlxTrainEngine(MlxLoraEngine):
         for i in range(0, len(rows), self.eval_batch_size):
             ids, last = pad_rows(rows[i:i + self.eval_batch_size], self.pad_id)
             z = self._forward(mx.array(ids.astype(np.int32)), mx.array(last.astype(np.int32)))
+            mx.eval(z)
+            out.append(np.array(z, dtype=np.float64))
+        return np.concatenate(out)
+
+    @pinned
+    def prefix_state(self, head: list[int]) -> object:
+        self.model.eval()
+        return prefix_kv(self.model, head)
+
+    @pinned
+    def logodds_after(self, state: object, tails: list[list[int]]) -> np.ndarray:
+        if not tails:
+            return np.zeros(0)
+        self.model.eval()
+        kv = cast(PrefixKV, state)
+        out = []
+        for i in range(0, len(tails), self.eval_batch_size):
+            picked = hidden_after_prefix(self.model, kv, tails[i:i + self.eval_batch_size], self.pad_id)
+            logits = picked @ self._head_rows.T
+            z = logits[:, 0] - logits[:, 1]
             mx.eval(z)
             out.append(np.array(z, dtype=np.float64))
         return np.concatenate(out)

@@ -10,7 +10,9 @@ accumulation and state live in `trainers.lora_torch`, shared with the chat engin
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,4 +104,29 @@ class TorchTrainEngine(TorchLoraEngine):
         self.model.eval()
         out = [self._forward(rows[i:i + self.eval_batch_size]).double().cpu().numpy()
                for i in range(0, len(rows), self.eval_batch_size)]
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def prefix_state(self, head: list[int]) -> object:
+        self.model.eval()
+        ids = torch.tensor([head], dtype=torch.long, device=self.device)
+        return self._backbone(input_ids=ids, use_cache=True)[self._cache_arg]
+
+    @torch.no_grad()
+    def logodds_after(self, state: object, tails: list[list[int]]) -> np.ndarray:
+        if not tails:
+            return np.zeros(0)
+        self.model.eval()
+        prefix: Any = state  # a transformers Cache: copied and repeated along each batch
+        start = prefix.get_seq_length()
+        out = []
+        for i in range(0, len(tails), self.eval_batch_size):
+            chunk = tails[i:i + self.eval_batch_size]
+            ids, last = pad_rows(chunk, self.pad_id)
+            cache = copy.deepcopy(prefix)
+            cache.batch_repeat_interleave(len(chunk))
+            positions = torch.arange(start, start + ids.shape[1], device=self.device).expand(len(chunk), -1)
+            hidden = self._backbone(input_ids=torch.from_numpy(ids).to(self.device), position_ids=positions,
+                                    use_cache=True, **{self._cache_arg: cache}).last_hidden_state
+            out.append(self._logodds_at(hidden, last).double().cpu().numpy())
         return np.concatenate(out)

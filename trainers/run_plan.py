@@ -153,7 +153,7 @@ class RunPlan:
 
     def evaluate(self, engine: RerankTrainEngine) -> Evaluation:
         scoring = self.config.scoring
-        return evaluate_queries(engine.logodds, self.eval_builder, self.split.dev, scoring.token_budget,
+        return evaluate_queries(engine, self.eval_builder, self.split.dev, scoring.token_budget,
                                 scoring.max_batch_size)
 
     def first_stage(self) -> Evaluation | None:

@@ -200,3 +200,27 @@ def test_loss_falls_on_a_learnable_problem(setup: dict) -> None:
     assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5])
     z = engine.logodds(rows)
     assert np.mean(z[0::2] > z[1::2]) == 1.0  # every positive now outranks its negative
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dev_evaluation_reuses_each_querys_prefix(setup: dict, backend: str, random_init: LoraWeights,
+                                                 tiny_tokenizer) -> None:
+    """Dev evaluation runs each query's head once through the training engine (its LoRA, dropout
+    off) and scores every candidate exactly as the full rows would; a one-document query goes whole."""
+    from trainers.data_model import QueryExample
+    from trainers.evaluation import evaluate_queries
+
+    engine = make(setup, backend, init=random_init, lora=LoraConfig(rank=4, alpha=8.0, dropout=0.1))
+    engine.train_step(listwise(setup["rows"][:8], 4))  # a trained, dropout-enabled adapter
+    builder = PromptBuilder(tiny_tokenizer, max_length=128)
+    others = [docs[1] for _, docs in QUERIES]
+    dev = [QueryExample(f"q{i}", query, [docs[0]], others[i + 1:i + 4] + [docs[1]]) for i, (query, docs) in
+           enumerate(QUERIES[:3])] + [QueryExample("single", QUERIES[3][0], [QUERIES[3][1][0]], [])]
+    evaluation = evaluate_queries(engine, builder, dev, token_budget=64)  # several batches per query
+    assert evaluation.prefixed_pairs == 3 * 5
+    for example in dev:
+        cand = example.candidates()
+        full = engine.logodds(builder.build(example.query, cand.docs))
+        got = dict(evaluation.rankings[example.qid])
+        np.testing.assert_allclose([got[i] for i in cand.ids], full, rtol=0, atol=1e-5)
+        assert len(full) == 1 or np.std(full) > 1e-3  # the scores differ, so the check has teeth
