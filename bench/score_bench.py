@@ -20,7 +20,7 @@ min top-10 overlap, and whether every reordered pair is a near-tie (fp32 |Δp| <
 
     python bench/score_bench.py --layers 4                       # both shapes, fp32 + bf16
     python bench/score_bench.py --layers 28 --shapes full --dtypes float32,bfloat16
-    python bench/score_bench.py --layers 4 --dtypes float32 --mlx      # and our MLX scorer (fp32)
+    python bench/score_bench.py --layers 4 --dtypes float32 --mlx-pairs 12   # and our MLX scorer (fp32)
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def workload(shape: str, per_query: int, n_queries: int, seed: int = 0) -> list[
 
 def run_method(method: str, folder: Path, layers: int, shape: str, dtype: str, per_query: int, n_queries: int) -> dict[str, Any]:
     """Score the workload with one method in this process; returns logits, timings and FLOPs."""
-    from backends.scorer import Reranker, ScorerSettings
+    from backends.scorer import Reranker
+    from backends.settings import ScorerSettings
 
     backend, device = ("mlx", "cpu") if method == "mlx" else ("torch", "cpu")
     reranker = Reranker.load(ScorerSettings(model=str(folder), backend=backend, device=device, dtype=dtype,
@@ -151,7 +152,8 @@ def ranking_agreement(exact: list[np.ndarray], fast: list[np.ndarray], tie: floa
 
 def dev_agreement(folder: Path, queries: int, candidates: int, words: int) -> dict[str, Any]:
     """bf16 vs fp32 of our scorer on CISI dev queries' BM25 candidates (cut to `words` words)."""
-    from backends.scorer import Reranker, ScorerSettings
+    from backends.scorer import Reranker
+    from backends.settings import ScorerSettings
     from trainers.data_beir import load_beir
     from trainers.splits import split_dataset
 
@@ -181,7 +183,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="full,mixed")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--dev-queries", type=int, default=4, help="CISI dev queries for the 0.6B-shape agreement")
-    parser.add_argument("--mlx", action="store_true", help="also our MLX scorer (fp32), against our PyTorch one")
+    parser.add_argument("--mlx-pairs", type=int, default=0,
+                        help="also our MLX scorer (fp32) on this many pairs (0: not; MLX's Linux CPU path is slow)")
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = model_dir(args.layers)
@@ -193,7 +196,8 @@ def main() -> None:
             target = folder if rest[0] == "bench" else Path(str(resolve_embedded()))
             print(json.dumps(dev_agreement(target, int(rest[1]), int(rest[2]), int(rest[3]))))
         else:
-            print(json.dumps(run_method(kind, folder, args.layers, rest[0], rest[1], args.per_query, args.queries)))
+            per_query = int(rest[2]) if len(rest) > 2 else args.per_query
+            print(json.dumps(run_method(kind, folder, args.layers, rest[0], rest[1], per_query, args.queries)))
         return
     peaks = [sub(args, "--_one", "peaks")]
     results: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -202,9 +206,10 @@ def main() -> None:
             for method in ("reference", "ours"):
                 print(f"running {method} {shape} {dtype} ...", flush=True)
                 results[shape, dtype, method] = sub(args, "--_one", f"{method}:{shape}:{dtype}")
-        if args.mlx:
+        if args.mlx_pairs:
             print(f"running mlx {shape} float32 ...", flush=True)
-            results[shape, "float32", "mlx"] = sub(args, "--_one", f"mlx:{shape}:float32")
+            per_query = max(1, args.mlx_pairs // args.queries)
+            results[shape, "float32", "mlx"] = sub(args, "--_one", f"mlx:{shape}:float32:{per_query}")
     print("running dev agreement ...", flush=True)
     dev = {"0.6B shape": sub(args, "--_one", f"dev:bench:{args.dev_queries}:10:100"),
            "embedded": sub(args, "--_one", "dev:embedded:100:30:10000")}
@@ -227,13 +232,13 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str, str], dict[st
           f"({2 * body_params(args.layers) / 1e9:.3f} GFLOP/token + attention)")
     print(f"matmul peak (2048^2, best of the run): fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bfloat16']:.0f} GFLOP/s "
           f"({peak['bfloat16'] / peak['float32']:.1f}x)")
-    print(f"| shape | dtype | method | tokens/pair | pairs/s | tokens/s | GFLOP/s | % of {'{dtype}'} peak | peak RSS MB | ours/ref | max |Δp| vs ref |")
+    print(f"| shape | dtype | method | tokens/pair | pairs/s | tokens/s | GFLOP/s | % of {'{dtype}'} peak | peak RSS MB | pairs/s vs ref (mlx: vs ours) | max |Δp| vs ref |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (shape, dtype, method), r in results.items():
-        ref = results.get((shape, dtype, "reference"))
+        ref = results.get((shape, dtype, "ours" if method == "mlx" else "reference"))  # MLX: against our PyTorch
         ratio = f"{r['pairs_s'] / ref['pairs_s']:.2f}x" if method != "reference" and ref else ""
         dp = ""
-        if method != "reference" and ref:
+        if method != "reference" and ref and r["pairs"] == ref["pairs"]:
             dp = f"{np.max(np.abs(sigmoid(r['logits']) - sigmoid(ref['logits']))):.1e}"
         print(f"| {shape} | {dtype} | {method} | {r['tokens_per_pair']:.0f} | {r['pairs_s']:.2f} | {r['tokens_s']:.0f} | "
               f"{r['gflop_s']:.0f} | {100 * r['gflop_s'] / peak[dtype]:.0f}% | {r['peak_mb']:.0f} | {ratio} | {dp} |")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.scorer import Reranker, ScorerSettings
+from backends.scorer import Reranker
+from backends.settings import ScorerSettings
 from backends.select import cpu_bf16_matmul, torch_dtype
 
 QUERIES = ["library classification systems", "citation indexing"]
