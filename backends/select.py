@@ -105,7 +105,8 @@ def cpu_bf16_matmul() -> str | None:
     """
     import torch
 
-    probes = (("AMX-BF16", "_is_amx_tile_supported", "amx_bf16"), ("AVX512-BF16", "_is_avx512_bf16_supported", "avx512_bf16"))
+    probes = (("AMX-BF16", "_is_amx_tile_supported", "amx_bf16"),
+              ("AVX512-BF16", "_is_avx512_bf16_supported", "avx512_bf16"))
     flags: set[str] | None = None
     for name, probe, flag in probes:
         check = getattr(torch.cpu, probe, None)

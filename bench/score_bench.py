@@ -232,7 +232,7 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str, str], dict[st
           f"({2 * body_params(args.layers) / 1e9:.3f} GFLOP/token + attention)")
     print(f"matmul peak (2048^2, best of the run): fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bfloat16']:.0f} GFLOP/s "
           f"({peak['bfloat16'] / peak['float32']:.1f}x)")
-    print(f"| shape | dtype | method | tokens/pair | pairs/s | tokens/s | GFLOP/s | % of {'{dtype}'} peak | peak RSS MB | pairs/s vs ref (mlx: vs ours) | max |Δp| vs ref |")
+    print(f"| shape | dtype | method | tokens/pair | pairs/s | tokens/s | GFLOP/s | % of its dtype's peak | peak RSS MB | pairs/s vs ref (mlx: vs ours) | max |Δp| vs ref |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (shape, dtype, method), r in results.items():
         ref = results.get((shape, dtype, "ours" if method == "mlx" else "reference"))  # MLX: against our PyTorch
