@@ -22,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         choice = choose_backend(config.model.backend, config.model.device)
         chosen: dict[str, str | None] = {"backend": choice.backend, "device": choice.device, "reason": choice.reason,
-                                         "dtype": config.model.dtype, "dtype_reason": "MLX's own choice per device"}
-        if choice.backend == "torch":
-            dtype = torch_dtype(config.model.dtype, choice.device)
+                                         "dtype": config.model.dtype, "dtype_reason": "auto: MLX's own choice per device"}
+        if choice.backend == "torch" or config.model.dtype != "auto":
+            dtype = torch_dtype(config.model.dtype, choice.device)  # an explicit dtype is taken as is on both
             chosen.update(dtype=dtype.dtype, dtype_reason=dtype.reason)
     except ValueError as exc:
         chosen = {"backend": None, "device": None, "reason": str(exc), "dtype": None, "dtype_reason": None}
