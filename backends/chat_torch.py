@@ -18,7 +18,8 @@ import torch
 
 from backends.adapters import LoraWeights
 from backends.chat_base import SamplingParams
-from backends.engine_torch import DTYPES, LoraMerge, auto_dtype
+from backends.engine_torch import DTYPES, LoraMerge
+from backends.select import torch_dtype
 
 
 @contextlib.contextmanager
@@ -45,7 +46,7 @@ class TorchChatEngine:
 
         hf_logging.disable_progress_bar()
         self.device, self.tokenizer, self.stop_ids = device, tokenizer, list(stop_ids)
-        self.dtype = auto_dtype(device) if dtype == "auto" else dtype
+        self.dtype = torch_dtype(dtype, device).dtype
         # Any: transformers types the `.to` wrapper as an unbound function.
         model: Any = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=DTYPES[self.dtype], attn_implementation="sdpa", trust_remote_code=trust_remote_code,

@@ -16,13 +16,9 @@ from numpy.typing import NDArray
 import torch
 
 from backends.adapters import AdapterError, LoraWeights
+from backends.select import torch_dtype
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def auto_dtype(device: str) -> str:
-    """bf16 on CUDA (tensor cores), fp32 on CPU and MPS (exact and, on CPU, faster than bf16)."""
-    return "bfloat16" if device.startswith("cuda") else "float32"
 
 
 def cache_argument(module: torch.nn.Module) -> str:
@@ -62,7 +58,10 @@ class LoraMerge:
         for name in lora.modules:
             weight = modules[name].weight
             self._base[name] = weight.detach().clone()
-            weight.add_(torch.from_numpy(lora.delta(name)).to(weight.device, weight.dtype))
+            # Added in fp32 and rounded once: a bf16 delta added to bf16 weights would round twice,
+            # and a small delta largely vanishes in bf16's 8-bit mantissa.
+            update = torch.from_numpy(lora.delta(name)).to(weight.device, torch.float32)
+            weight.copy_((weight.float() + update).to(weight.dtype))
 
 
 class TorchEngine:
@@ -77,7 +76,7 @@ class TorchEngine:
 
         hf_logging.disable_progress_bar()  # a per-load bar is noise in a TUI and in CI logs
         self.device = device
-        self.dtype = auto_dtype(device) if dtype == "auto" else dtype
+        self.dtype = torch_dtype(dtype, device).dtype
         # Any: the model is driven through its dynamic attributes (`.model`, cache objects), and
         # transformers types the `.to` wrapper as an unbound function.
         model: Any = AutoModelForCausalLM.from_pretrained(

@@ -11,6 +11,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from backends.mlx_blas import blas_state, mlx_libs_dir
 
@@ -31,6 +32,14 @@ class BackendChoice:
 
     backend: str
     device: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DtypeChoice:
+    """The torch dtype `auto` resolves to on a device, and why."""
+
+    dtype: str
     reason: str
 
 
@@ -81,6 +90,56 @@ def torch_info() -> BackendInfo:
     if not torch.cuda.is_available():
         detail += "; CUDA not available" + ("" if torch.version.cuda else " (CPU build)")
     return BackendInfo("torch", True, tuple(devices), detail)
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16_matmul() -> str | None:
+    """The CPU feature that makes torch's bf16 matmul fast here (AMX-BF16, AVX512-BF16), or None.
+
+    torch's own probes (`torch.cpu._is_amx_tile_supported`, `_is_avx512_bf16_supported`) check both
+    the CPU and what this torch build dispatches to; they are private, so a torch without them falls
+    back to the kernel's flags. Without either feature bf16 is emulated and slower than fp32.
+    """
+    import torch
+
+    probes = (("AMX-BF16", "_is_amx_tile_supported", "amx_bf16"),
+              ("AVX512-BF16", "_is_avx512_bf16_supported", "avx512_bf16"))
+    flags: set[str] | None = None
+    for name, probe, flag in probes:
+        check = getattr(torch.cpu, probe, None)
+        if check is not None:
+            if check():
+                return name
+            continue
+        flags = cpu_flags() if flags is None else flags
+        if flag in flags:
+            return name
+    return None
+
+
+def torch_dtype(requested: str, device: str) -> DtypeChoice:
+    """Resolve a torch `dtype` setting on `device`: `auto` is bf16 on CUDA and on CPUs with fast bf16
+    matmul (the yes/no head and log-odds stay fp32 in the scorer), fp32 elsewhere."""
+    if requested != "auto":
+        return DtypeChoice(requested, f"requested: {requested}")
+    if device.startswith("cuda"):
+        return DtypeChoice("bfloat16", "auto: bf16 on CUDA (tensor cores)")
+    if device == "cpu":
+        feature = cpu_bf16_matmul()
+        if feature is not None:
+            return DtypeChoice("bfloat16", f"auto: bf16 on a CPU with {feature} (float32 for exact scores)")
+        return DtypeChoice("float32", "auto: fp32 on a CPU without AMX-BF16 or AVX512-BF16")
+    return DtypeChoice("float32", f"auto: fp32 on {device}")
 
 
 def describe_backends() -> list[BackendInfo]:

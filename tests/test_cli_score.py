@@ -36,7 +36,8 @@ def test_score_ranks_documents_on_the_embedded_default(backend: str, capsys: pyt
 def test_both_backends_rank_the_same(capsys: pytest.CaptureFixture[str]) -> None:
     ranks = {}
     for backend in ("torch", "mlx"):
-        main(["score", "-q", "citation indexing", *sum((["-d", d] for d in DOCS), []), "--backend", backend, "--json"])
+        main(["score", "-q", "citation indexing", *sum((["-d", d] for d in DOCS), []), "--backend", backend,
+              "--dtype", "float32", "--json"])  # a parity check: fp32 pinned (auto may be bf16 on a CPU)
         ranks[backend] = [r["index"] for r in json.loads(capsys.readouterr().out)["results"]]
     assert ranks["torch"] == ranks["mlx"]
 
@@ -82,5 +83,6 @@ def test_backends_lists_both_with_the_auto_choice() -> None:
         state = blas_state(libs)
         assert state is not None and state.describe() in names["mlx"]["detail"]
         assert ("OpenBLAS" if state.kind == "openblas" else "reference netlib") in names["mlx"]["detail"]
+    assert data["chosen"]["dtype"] in ("float32", "bfloat16", "auto") and data["chosen"]["dtype_reason"]
     human = run_cli("backends")
-    assert "selected (backend=auto" in human.stdout
+    assert "selected (backend=auto" in human.stdout and "dtype (dtype=auto): " in human.stdout

@@ -31,7 +31,8 @@ def workload(cisi_docs: list[str]) -> list[tuple[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def scorers(tiny_model_dir: Path):
-    loaded = {b: Reranker.load(ScorerSettings(model=str(tiny_model_dir), backend=b, max_length=512,
+    # fp32 pinned: `auto` is bf16 on CPUs with fast bf16 matmul, and these are exactness checks.
+    loaded = {b: Reranker.load(ScorerSettings(model=str(tiny_model_dir), backend=b, dtype="float32", max_length=512,
                                               token_budget=2048)) for b in ("torch", "mlx")}
     yield loaded
     for r in loaded.values():

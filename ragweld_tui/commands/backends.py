@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.select import choose_backend, describe_backends
+    from backends.select import choose_backend, describe_backends, torch_dtype
 
     from ragweld_tui.commands.common import config_from_args
 
@@ -21,9 +21,13 @@ def run(args: argparse.Namespace) -> int:
     infos = describe_backends()
     try:
         choice = choose_backend(config.model.backend, config.model.device)
-        chosen: dict[str, str | None] = {"backend": choice.backend, "device": choice.device, "reason": choice.reason}
+        chosen: dict[str, str | None] = {"backend": choice.backend, "device": choice.device, "reason": choice.reason,
+                                         "dtype": config.model.dtype, "dtype_reason": "auto: MLX's own choice per device"}
+        if choice.backend == "torch" or config.model.dtype != "auto":
+            dtype = torch_dtype(config.model.dtype, choice.device)  # an explicit dtype is taken as is on both
+            chosen.update(dtype=dtype.dtype, dtype_reason=dtype.reason)
     except ValueError as exc:
-        chosen = {"backend": None, "device": None, "reason": str(exc)}
+        chosen = {"backend": None, "device": None, "reason": str(exc), "dtype": None, "dtype_reason": None}
     if args.json:
         print(json.dumps({"backends": [i.__dict__ for i in infos], "chosen": chosen}, indent=2))
         return 0
@@ -33,4 +37,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{info.name:<6} available: {mark}  devices: {devices:<20} {info.detail}")
     print(f"selected (backend={config.model.backend}, device={config.model.device}): "
           f"{chosen['backend'] or 'none'} on {chosen['device'] or '-'} — {chosen['reason']}")
+    if chosen["dtype"] is not None:
+        print(f"dtype (dtype={config.model.dtype}): {chosen['dtype']} — {chosen['dtype_reason']}")
     return 0

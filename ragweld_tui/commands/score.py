@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--docs-file", metavar="JSONL", help="documents, one per line: a JSON string or {\"text\": ...}")
     parser.add_argument("--backend", choices=("auto", "mlx", "torch"), help="override [model].backend")
     parser.add_argument("--device", help="override [model].device")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="override [model].dtype (float32: exact scores where auto picks bf16)")
     parser.add_argument("--model", help="override [model].base (embedded:NAME, a folder or a hub id)")
     adapter = parser.add_mutually_exclusive_group()
     adapter.add_argument("--adapter", metavar="DIR", help="adapter folder (default: the active adapter, if any)")
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from backends.settings import scorer_settings
 
     settings = replace(scorer_settings(config.model, config.prompt, config.scoring, args.model or config.rerank_model()),
-                       backend=args.backend or config.model.backend, device=args.device or config.model.device)
+                       backend=args.backend or config.model.backend, device=args.device or config.model.device,
+                       dtype=args.dtype or config.model.dtype)
     start = time.perf_counter()
     with user_errors():
         try:

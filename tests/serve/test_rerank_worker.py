@@ -18,8 +18,8 @@ from tests.serve.server_helpers import DOCS, QUERY
 REQUESTS = [(f"{QUERY} {i}", DOCS[i % 3:] + DOCS[: i % 3]) for i in range(8)]
 
 
-def settings(model_dir: Path, backend: str) -> ScorerSettings:
-    return ScorerSettings(model=str(model_dir), backend=backend, max_length=256)
+def settings(model_dir: Path, backend: str, dtype: str = "auto") -> ScorerSettings:
+    return ScorerSettings(model=str(model_dir), backend=backend, dtype=dtype, max_length=256)
 
 
 async def score_concurrently(worker: RerankWorker) -> list[list[float]]:
@@ -46,7 +46,8 @@ async def test_batched_requests_score_exactly_as_alone(tiny_model_dir: Path, bac
 async def test_both_backends_agree_through_the_worker(tiny_model_dir: Path) -> None:
     by_backend = {}
     for backend in ("torch", "mlx"):
-        worker = RerankWorker(RerankService(settings(tiny_model_dir, backend)))
+        # fp32 pinned: a parity check, and `auto` is bf16 on CPUs with fast bf16 matmul.
+        worker = RerankWorker(RerankService(settings(tiny_model_dir, backend, "float32")))
         worker.start()
         by_backend[backend] = await score_concurrently(worker)
         await worker.stop()
