@@ -31,6 +31,23 @@ def cache_argument(module: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
+def hidden_after_prefix(backbone: Any, cache_arg: str, prefix_cache: Any, ids: torch.Tensor) -> torch.Tensor:
+    """Hidden states of right-padded `ids` (batch, time) continuing one cached prefix (batch 1).
+
+    The prefix's cache is copied before it is repeated along the batch, so it serves the next batch
+    too; positions continue after the prefix. The scorer and the training engine's dev evaluation
+    share this, so both reuse a query's prefix in exactly the same way.
+    """
+    batch, width = ids.shape
+    start = prefix_cache.get_seq_length()
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(batch)
+    positions = torch.arange(start, start + width, device=ids.device).expand(batch, -1)
+    hidden: torch.Tensor = backbone(input_ids=ids, position_ids=positions, use_cache=True,
+                                    **{cache_arg: cache}).last_hidden_state
+    return hidden
+
+
 class LoraMerge:
     """Merges a LoRA into a torch model's linear weights and undoes it (the scorer and the chat
     generator both serve adapters this way: merged, serving costs nothing extra per token)."""
@@ -125,11 +142,7 @@ class TorchEngine:
         ids = torch.full((batch, longest), self.pad_id, dtype=torch.long)
         for i, tail in enumerate(tails):
             ids[i, : len(tail)] = torch.tensor(tail, dtype=torch.long)
-        cache = copy.deepcopy(self._prefix_cache(prefix))
-        cache.batch_repeat_interleave(batch)
-        positions = torch.arange(len(prefix), len(prefix) + longest, device=self.device).expand(batch, -1)
-        hidden = self.model.model(input_ids=ids.to(self.device), position_ids=positions, use_cache=True,
-                                  **{self._cache_arg: cache}).last_hidden_state
+        hidden = hidden_after_prefix(self.model.model, self._cache_arg, self._prefix_cache(prefix), ids.to(self.device))
         lengths = torch.tensor([len(t) for t in tails], device=self.device)
         last = hidden[torch.arange(batch, device=self.device), lengths - 1].float()
         logits = last @ self._head_rows.T

@@ -4,21 +4,21 @@ Only the LoRA matrices train; the base, its embeddings and the head stay frozen.
 stops at the final norm, gathers each row's last real token and projects it on the `yes`/`no`
 head rows, so no full-vocabulary logits exist even during training. A listwise group's rows share
 the prompt prefix, instruction and query (about two thirds of each row on the demo): the prefix runs
-once per group and its key/value cache, with gradients, is repeated over the group's documents. Setup, AdamW, the schedule,
-accumulation and state live in `trainers.lora_torch`, shared with the chat engine.
+once per group and its key/value cache, with gradients, is repeated over the group's documents
+(where that is exactly the full forward). Dev evaluation reuses each query's prefix the same way.
+Setup, AdamW, the schedule, accumulation and state live in `trainers.lora_torch`, shared with the
+chat engine.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
-from backends.engine_torch import cache_argument
+from backends.engine_torch import cache_argument, hidden_after_prefix
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows, shared_prefix_lengths
 from trainers.lora_torch import TorchLoraEngine
@@ -117,16 +117,9 @@ class TorchTrainEngine(TorchLoraEngine):
         if not tails:
             return np.zeros(0)
         self.model.eval()
-        prefix: Any = state  # a transformers Cache: copied and repeated along each batch
-        start = prefix.get_seq_length()
         out = []
         for i in range(0, len(tails), self.eval_batch_size):
-            chunk = tails[i:i + self.eval_batch_size]
-            ids, last = pad_rows(chunk, self.pad_id)
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(len(chunk))
-            positions = torch.arange(start, start + ids.shape[1], device=self.device).expand(len(chunk), -1)
-            hidden = self._backbone(input_ids=torch.from_numpy(ids).to(self.device), position_ids=positions,
-                                    use_cache=True, **{self._cache_arg: cache}).last_hidden_state
+            ids, last = pad_rows(tails[i:i + self.eval_batch_size], self.pad_id)
+            hidden = hidden_after_prefix(self._backbone, self._cache_arg, state, torch.from_numpy(ids).to(self.device))
             out.append(self._logodds_at(hidden, last).double().cpu().numpy())
         return np.concatenate(out)

@@ -31,13 +31,13 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
-from trainers.world import SINGLE, World
+from trainers.world import Sharded
 from trainers.schedule import lr_at
 
 MLX_DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
 
 
-class MlxLoraEngine:
+class MlxLoraEngine(Sharded):
     """An mlx-lm model with LoRALinear layers (lora_a (in, r), lora_b (r, out)) and mlx AdamW."""
 
     backend = "mlx"
@@ -57,7 +57,6 @@ class MlxLoraEngine:
         self.seed = train.seed if seed is None else seed
         self.device, self.pad_id, self.eval_batch_size = device, pad_id, eval_batch_size
         self.step = 0
-        self.world = SINGLE
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
         self.model, _ = load_model(model_dir)
         self.precision = resolve_precision(train.precision, "mlx", device, stored=stored_precision(model_dir))
@@ -152,20 +151,6 @@ class MlxLoraEngine:
         self.step += 1
         return StepStats(self.step, loss_sum / total, float(grad_norm), lr,
                          sum(b.num_tokens() for b in micro_batches), total, time.perf_counter() - started)
-
-    def use_world(self, world: World) -> None:
-        self.world = world
-
-    def _shard_unit(self) -> int:
-        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
-        return 1
-
-    def _local(self, batch: Any) -> Any | None:
-        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
-        if self.world.size == 1:
-            return batch
-        unit = self._shard_unit()
-        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
     @pinned
     def lora_weights(self) -> LoraWeights:

@@ -31,11 +31,11 @@ from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
     layers_to_train, matches_target, read_state, write_state)
-from trainers.world import SINGLE, World
+from trainers.world import Sharded
 from trainers.schedule import lr_at
 
 
-class TorchLoraEngine:
+class TorchLoraEngine(Sharded):
     """A transformers causal LM with peft LoRA layers and torch AdamW; only the LoRA matrices train."""
 
     backend = "torch"
@@ -56,7 +56,6 @@ class TorchLoraEngine:
         self.precision = resolve_precision(train.precision, "torch", device,
                                            bf16_supported=cuda_bf16_supported(device))
         self._device_type = torch.device(device).type
-        self.world = SINGLE
         base = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True)
         if train.gradient_checkpointing:
@@ -167,20 +166,6 @@ class TorchLoraEngine:
     def _fp32(self) -> contextlib.AbstractContextManager[Any]:
         """A region computed in fp32 even inside the training autocast (projections, losses)."""
         return torch.autocast(self._device_type, enabled=False)
-
-    def use_world(self, world: World) -> None:
-        self.world = world
-
-    def _shard_unit(self) -> int:
-        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
-        return 1
-
-    def _local(self, batch: Any) -> Any | None:
-        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
-        if self.world.size == 1:
-            return batch
-        unit = self._shard_unit()
-        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
     @contextlib.contextmanager
     def _dropout_rng(self) -> Iterator[None]:

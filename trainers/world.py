@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,29 @@ class World:
 
 
 SINGLE = World()
+
+
+class Sharded:
+    """What a training engine needs to train its rank's shard of every micro-batch (both backends).
+
+    Engines start in one process's world; the run loop hands them the run's `World` with `use_world`.
+    """
+
+    world: World = SINGLE
+
+    def use_world(self, world: World) -> None:
+        self.world = world
+
+    def _shard_unit(self) -> int:
+        """Rows per example, the unit a micro-batch is sharded by (a listwise group for rerankers)."""
+        return 1
+
+    def _local(self, batch: Any) -> Any | None:
+        """This rank's shard of a micro-batch: all of it in one process, None when the shard is empty."""
+        if self.world.size == 1:
+            return batch
+        unit = self._shard_unit()
+        return batch.shard(*self.world.shard(len(batch.rows) // unit), unit)
 
 
 def launched_by() -> str | None:
