@@ -84,5 +84,7 @@ def test_backends_lists_both_with_the_auto_choice() -> None:
         assert state is not None and state.describe() in names["mlx"]["detail"]
         assert ("OpenBLAS" if state.kind == "openblas" else "reference netlib") in names["mlx"]["detail"]
     assert data["chosen"]["dtype"] in ("float32", "bfloat16", "auto") and data["chosen"]["dtype_reason"]
+    assert data["chosen"]["precision"] == "auto" and data["chosen"]["precision_reason"].startswith("auto: ")
     human = run_cli("backends")
-    assert "selected (backend=auto" in human.stdout and "dtype (dtype=auto): " in human.stdout
+    assert "selected (backend=auto" in human.stdout
+    assert "training precision ([train].precision=auto): auto: " in human.stdout and "dtype (dtype=auto): " in human.stdout

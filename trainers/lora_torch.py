@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from backends.adapters import LoraWeights
-from trainers.precision import cuda_bf16_supported, resolve_precision
+from trainers.precision import precision_for
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
@@ -53,8 +53,7 @@ class TorchLoraEngine(Sharded):
         self.seed = train.seed if seed is None else seed
         self.device, self.pad_id, self.eval_batch_size = device, pad_id, eval_batch_size
         self.step = 0
-        self.precision = resolve_precision(train.precision, "torch", device,
-                                           bf16_supported=cuda_bf16_supported(device))
+        self.precision = precision_for(train.precision, "torch", device, model_dir)
         self._device_type = torch.device(device).type
         base = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True)

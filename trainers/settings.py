@@ -97,7 +97,8 @@ class TrainConfig(StrictModel):
     auto_promote: bool = True
     seed: int = 0
     # Compute precision of the forward pass (LoRA weights and AdamW state stay fp32): `auto` is bf16 on a
-    # CUDA GPU with bf16 (else fp16), fp32 on CPU and MPS; on MLX the base as stored (fp32 on its CPU).
+    # CUDA GPU with bf16 (else fp16), bf16 on a CPU with AMX-BF16/AVX512-BF16 for models >= 256 wide,
+    # else fp32 on CPU and MPS; on MLX the base as stored (fp32 on its CPU).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # Recompute each layer's activations in the backward pass: less memory, about a third more compute.
     gradient_checkpointing: bool = False

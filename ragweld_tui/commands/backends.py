@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backends.select import choose_backend, describe_backends, torch_dtype
+    from trainers.precision import auto_reason
 
     from ragweld_tui.commands.common import config_from_args
 
@@ -26,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
         if choice.backend == "torch" or config.model.dtype != "auto":
             dtype = torch_dtype(config.model.dtype, choice.device)  # an explicit dtype is taken as is on both
             chosen.update(dtype=dtype.dtype, dtype_reason=dtype.reason)
+        requested = config.train.precision
+        chosen.update(precision=requested, precision_reason=auto_reason(choice.backend, choice.device)
+                      if requested == "auto" else f"requested: {requested}")
     except ValueError as exc:
-        chosen = {"backend": None, "device": None, "reason": str(exc), "dtype": None, "dtype_reason": None}
+        chosen = {"backend": None, "device": None, "reason": str(exc), "dtype": None, "dtype_reason": None,
+                  "precision": None, "precision_reason": None}
     if args.json:
         print(json.dumps({"backends": [i.__dict__ for i in infos], "chosen": chosen}, indent=2))
         return 0
@@ -39,4 +44,6 @@ def run(args: argparse.Namespace) -> int:
           f"{chosen['backend'] or 'none'} on {chosen['device'] or '-'} — {chosen['reason']}")
     if chosen["dtype"] is not None:
         print(f"dtype (dtype={config.model.dtype}): {chosen['dtype']} — {chosen['dtype_reason']}")
+    if chosen["precision"] is not None:
+        print(f"training precision ([train].precision={chosen['precision']}): {chosen['precision_reason']}")
     return 0

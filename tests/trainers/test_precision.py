@@ -15,7 +15,8 @@ import pytest
 
 from trainers.engine_base import RerankTrainEngine
 from trainers.settings import LoraConfig
-from trainers.precision import resolve_precision, stored_precision
+from trainers.precision import (
+    CPU_BF16_MIN_HIDDEN, auto_reason, fast_bf16, hidden_size, precision_for, resolve_precision, stored_precision)
 from tests.trainers.test_engines import listwise, make, one_torch_thread, setup  # noqa: F401  (fixtures)
 
 BACKENDS = ("torch", "mlx")
@@ -36,6 +37,32 @@ BACKENDS = ("torch", "mlx")
 ])
 def test_resolution_table(requested: str, backend: str, device: str, bf16: bool, expected: str) -> None:
     assert resolve_precision(requested, backend, device, bf16_supported=bf16) == expected
+
+
+@pytest.mark.parametrize(("fast", "hidden", "expected"), [
+    (True, 64, "fp32"),     # the embedded model: bf16 measured 0.99x fp32 there, so exactness wins
+    (True, CPU_BF16_MIN_HIDDEN, "bf16"),
+    (True, 1024, "bf16"),   # Qwen3-0.6B's width: bf16 measured 2.0x fp32
+    (False, 1024, "fp32"),  # a CPU without AMX-BF16 or AVX512-BF16 emulates bf16
+])
+def test_cpu_auto_is_bf16_on_fast_bf16_cpus_for_wide_models(fast: bool, hidden: int, expected: str) -> None:
+    assert resolve_precision("auto", "torch", "cpu", bf16_supported=fast, hidden=hidden) == expected
+    assert resolve_precision("auto", "torch", "mps", bf16_supported=fast, hidden=hidden) == "fp32"
+
+
+def test_precision_for_reads_this_cpu_and_the_model_width(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The run plan's lookup: the CPU's own bf16 feature and config.json's hidden_size."""
+    from backends.embedded import TinyQwen3Spec, write_tiny_qwen3
+
+    wide = write_tiny_qwen3(tmp_path / "wide", TinyQwen3Spec(hidden_size=256, intermediate_size=512,
+                                                              num_hidden_layers=1, head_dim=64))
+    assert hidden_size(wide) == 256 and hidden_size(tmp_path / "nowhere") == 0
+    assert precision_for("auto", "torch", "cpu", tiny_model_dir) == "fp32"
+    assert precision_for("auto", "torch", "cpu", wide) == ("bf16" if fast_bf16("cpu") else "fp32")
+    assert precision_for("auto", "mlx", "cpu", wide) == "fp32"
+    assert precision_for("fp32", "torch", "cpu", wide) == "fp32"
+    reason = auto_reason("torch", "cpu")
+    assert (f"at least {CPU_BF16_MIN_HIDDEN} wide" in reason) == fast_bf16("cpu")
 
 
 def test_mlx_auto_on_the_gpu_keeps_the_base_as_stored() -> None:
