@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragweld_tui.eta import steady_eta
 from store import DatasetEvent, RunRecord, ServerRecord
 
 SORT_KEYS: tuple[str, ...] = ("created", "name", "status", "best")
@@ -163,11 +164,12 @@ def progress_cell(step: int | None, total: int | None) -> str:
     return f"{step}/{total} {min(100, round(100 * step / total))}%"
 
 
-def eta_cell(run: RunRecord, step: int | None, total: int | None, now: float) -> str:
-    """Time left of a running run, extrapolated from its steps so far ('—' when not running)."""
+def eta_cell(run: RunRecord, step: int | None, total: int | None,
+             step_times: Sequence[tuple[int, float]]) -> str:
+    """Time left of a running run from its steady step time, as the HUD says it ('—' when not running)."""
     if run.status != "running":
         return "—"
-    return format_elapsed(eta_seconds(run_elapsed(run, now), step, total))
+    return format_elapsed(steady_eta(step_times, step, total))
 
 
 def cycle(options: Sequence[Any], current: Any) -> Any:
@@ -252,13 +254,6 @@ def ema(values: Sequence[float], alpha: float = 0.1) -> list[float]:
             weight = (1 - alpha) * weight + alpha
         out.append(avg / weight if weight else float("nan"))
     return out
-
-
-def eta_seconds(elapsed: float | None, step: int | None, max_steps: int | None) -> float | None:
-    """Remaining time by linear extrapolation of steps done so far (None when unknown)."""
-    if not elapsed or not step or not max_steps or step <= 0:
-        return None
-    return max(0.0, elapsed / step * (max_steps - step))
 
 
 def max_steps_of(config: Mapping[str, Any]) -> int | None:

@@ -135,21 +135,37 @@ async def series(conn: aiosqlite.Connection, run_id: str, key: str, max_points: 
 
 
 class RunProgress(NamedTuple):
-    """How far a run got: its latest step and the latest value of its primary metric (`eval/<primary>`)."""
+    """How far a run got: its latest step, the latest value of its primary metric (`eval/<primary>`),
+    and for a running run the (step, seconds) of its most recent training steps (for a steady ETA)."""
 
     step: int | None
     latest: float | None
+    step_times: tuple[tuple[int, float], ...] = ()
 
 
-async def progress(conn: aiosqlite.Connection) -> dict[str, RunProgress]:
-    """Every run's progress in one statement over `metric_latest` (one row per run and metric)."""
+STEP_TIME_KEY = "train/step_time_s"  # seconds of each training step, evaluation excluded
+
+
+async def progress(conn: aiosqlite.Connection, recent_steps: int = 0) -> dict[str, RunProgress]:
+    """Every run's progress in one statement over `metric_latest` (one row per run and metric), plus
+    the last `recent_steps` step times of each running run (through the points' primary key)."""
     rows = await fetch_all(
         conn,
-        """SELECT r.id, MAX(m.step), MAX(CASE WHEN m.key = 'eval/' || r.primary_metric THEN m.value END)
+        """SELECT r.id, MAX(m.step), MAX(CASE WHEN m.key = 'eval/' || r.primary_metric THEN m.value END),
+                  r.pk, r.status
              FROM runs r JOIN metric_latest m ON m.run_pk = r.pk GROUP BY r.pk""",
     )
-    return {r[0]: RunProgress(None if r[1] is None else int(r[1]), None if r[2] is None else float(r[2]))
-            for r in rows}
+    out = {}
+    for run_id, step, latest, pk, status in rows:
+        times: tuple[tuple[int, float], ...] = ()
+        if recent_steps > 0 and status == "running":
+            points = await fetch_all(
+                conn, """SELECT step, value FROM metric_points WHERE run_pk = ? AND key = ? AND step IS NOT NULL
+                         ORDER BY seq DESC LIMIT ?""", (int(pk), STEP_TIME_KEY, int(recent_steps)))
+            by_step = {int(s): float(v) for s, v in reversed(points) if v is not None}  # a resumed step: its latest
+            times = tuple(sorted(by_step.items()))
+        out[run_id] = RunProgress(None if step is None else int(step), None if latest is None else float(latest), times)
+    return out
 
 
 async def metric_keys(conn: aiosqlite.Connection, run_id: str) -> list[str]:

@@ -444,9 +444,10 @@ class RunStore:
         """Last value of each metric of a run."""
         return await reads.latest_metrics(self._reader, validate_run_id(run_id))
 
-    async def progress(self) -> dict[str, reads.RunProgress]:
-        """Each run's latest step and latest primary-metric value (runs without metrics are absent)."""
-        return await reads.progress(self._reader)
+    async def progress(self, recent_steps: int = 0) -> dict[str, reads.RunProgress]:
+        """Each run's latest step and latest primary-metric value (runs without metrics are absent),
+        and the last `recent_steps` training-step times of each running run."""
+        return await reads.progress(self._reader, recent_steps)
 
     async def metric_keys(self, run_id: str) -> list[str]:
         """The metric names a run has recorded."""

@@ -41,10 +41,10 @@ from ragweld_tui.widgets.charts import (
 from ragweld_tui.widgets.key_bar import KeyBar
 from ragweld_tui.widgets.status_line import StatusLine
 from store import RunRecord, RunStore, SeriesPoint, StoreError
+from store.reads import STEP_TIME_KEY
 
 SERIES_POINTS = 240  # ~2 braille dots per column of the widest chart; plotext's cost grows with points
 CHART_IDS = ("chart-loss", "chart-eval", "chart-lr", "chart-grad", "chart-tokens")
-STEP_TIME_KEY = "train/step_time_s"  # seconds of each training step (no evaluation): what the ETA uses
 WIDE, TALL = 120, 36  # the breakpoints above which every chart is shown
 HUD_INTERVAL_S = 1.0  # charts need no more than one refresh a second
 

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input
 from ragweld_tui import operations
 from ragweld_tui.config import AppConfig
 from ragweld_tui.errors import UserError
+from ragweld_tui.eta import WARMUP_STEPS, WINDOW
 from ragweld_tui.format import (
     ALARM_MARK,
     KIND_FILTERS,
@@ -117,7 +118,7 @@ class RunsScreen(AppScreen[None]):
             await store.mark_stale_runs()
             runs = await store.list_runs()
             servers = await store.list_servers()
-            progress = await store.progress()
+            progress = await store.progress(recent_steps=WINDOW + WARMUP_STEPS)  # what steady_eta reads
         except StoreError:
             return
         self.post_message(RunsLoaded(runs, self.ragweld_app.clock(), servers, progress))

@@ -33,9 +33,9 @@ def run_cells(run: RunRecord, now: float, marked: bool, wide: bool, served: bool
         status = Text.assemble((ALARM_MARK + " ", "bold yellow"), status)
     if served:
         status = Text.assemble((SERVING_MARK + " ", "bold green"), status)
-    step, latest = (progress.step, progress.latest) if progress is not None else (None, None)
+    step, latest, times = progress if progress is not None else (None, None, ())
     total = max_steps_of(run.config)
-    done = (progress_cell(step, total), eta_cell(run, step, total, now), format_value(latest, 3))
+    done = (progress_cell(step, total), eta_cell(run, step, total, times), format_value(latest, 3))
     if wide:
         return (mark, run.name[:24], run.id, run.kind, backend_cell(run), short_model(run.base_model, 22), status,
                 *done, metric_cell(run))

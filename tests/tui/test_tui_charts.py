@@ -80,9 +80,17 @@ async def _resumed_run(db: Path) -> str:
 async def test_hud_draws_each_step_once_and_a_steady_eta(tmp_path: Path, app_config) -> None:
     db = tmp_path / "store.sqlite"
     await _resumed_run(db)
+    store = await RunStore.open(db)
+    try:  # the runs list reads the last step times of running runs; a resumed step counts once, its latest
+        (progress,) = (await store.progress(recent_steps=5)).values()
+        assert progress.step == 10 and progress.step_times == ((8, 1.0), (9, 1.0), (10, 1.0))
+        assert (await store.progress()).popitem()[1].step_times == ()
+    finally:
+        await store.close()
     app = fixed_app(db, app_config)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        assert "10/100 10%" in screen_text(app) and "1m30s" in screen_text(app)  # the runs list agrees
         await press(pilot, "2")
         chart = app.screen.query_one(LossChart)
         assert chart.main[0] == [float(s) for s in range(1, 11)]

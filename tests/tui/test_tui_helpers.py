@@ -9,7 +9,7 @@ import pytest
 
 from trainers.settings import AppConfig
 from ragweld_tui.errors import UserError
-from ragweld_tui.format import (config_diff, dataset_lines, ema, eta_seconds, figure_lines, figures_inline,
+from ragweld_tui.format import (config_diff, dataset_lines, ema, figure_lines, figures_inline,
                                 format_elapsed, format_value, metric_deltas, metric_goal, resolve_chart_keys,
                                 sort_runs)
 from ragweld_tui.forms import apply_form, form_values
@@ -45,9 +45,8 @@ def test_config_diff_flattens_sections() -> None:
     assert diff == [("train.lr", 1, 2), ("x", 1, None), ("y", None, 2)]
 
 
-def test_ema_eta_and_chart_keys() -> None:
+def test_ema_and_chart_keys() -> None:
     assert ema([1.0, 1.0, math.nan, 1.0]) == pytest.approx([1.0, 1.0, 1.0, 1.0])
-    assert eta_seconds(100.0, 10, 30) == pytest.approx(200.0) and eta_seconds(None, 1, 2) is None
     keys = resolve_chart_keys(["train/loss", "train/lr", "eval/mrr@10", "eval/map", "train/tokens_per_s"], "mrr@10")
     assert keys == {"loss": "train/loss", "lr": "train/lr", "tokens": "train/tokens_per_s", "eval": "eval/mrr@10"}
 

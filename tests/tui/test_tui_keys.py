@@ -175,8 +175,10 @@ def test_progress_and_eta_cells() -> None:
                     goal="maximize", baseline=None, best=None, promoted=False, error=None, owner_pid=None,
                     owner_host=None)
     assert progress_cell(25, 100) == "25/100 25%" and progress_cell(7, None) == "7" and progress_cell(None, 9) == "—"
-    assert eta_cell(run, 25, 100, NOW) == "3m00s"  # 60 s for 25 steps: 180 s for the 75 left
-    assert eta_cell(run.model_copy(update={"status": "completed"}), 25, 100, NOW) == "—"
+    times = [(1, 30.0)] + [(s, 1.2) for s in range(2, 26)]  # a slow first step, then 1.2 s a step
+    assert eta_cell(run, 25, 100, times) == "1m30s"  # steady: 75 left × 1.2 s (elapsed / steps: 3m00s)
+    assert eta_cell(run, 25, 100, []) == "—"
+    assert eta_cell(run.model_copy(update={"status": "completed"}), 25, 100, times) == "—"
 
 
 async def test_small_things_at_80_columns(fixture_db: Path, app_config) -> None:
