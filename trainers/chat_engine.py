@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trainers.engine_base import TrainEngine
+from trainers.engine_base import TrainEngine, round_up
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class ChatBatch:
             return None
         return ChatBatch(self.rows[start * unit:stop * unit], self.targets[start * unit:stop * unit])
 
-    def arrays(self, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Right-padded ids (B, T), the flat index b·T + t−1 of the position predicting each target,
-        and the target ids."""
-        width = max(len(r) for r in self.rows)
+    def arrays(self, pad_id: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Right-padded ids (B, T) (T the longest row rounded up to `multiple`), the flat index
+        b·T + t−1 of the position predicting each target, and the target ids."""
+        width = round_up(max(len(r) for r in self.rows), multiple)
         ids = np.full((len(self.rows), width), pad_id, dtype=np.int64)
         src, tgt = [], []
         for b, (row, flags) in enumerate(zip(self.rows, self.targets)):

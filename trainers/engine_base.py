@@ -131,15 +131,21 @@ class RerankTrainEngine(TrainEngine[Batch], RerankScorer, Protocol):
     """A reranker engine: trained on yes−no log-odds at each row's last token."""
 
 
-def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad rows into an int array; also return each row's last real position.
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least `n`."""
+    return -(-n // multiple) * multiple
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad rows into an int array as wide as the longest row rounded up to `multiple` (a compiled
+    step traces one graph per width); also return each row's last real position.
 
     Right padding keeps every real token before every pad, so the causal mask alone stops pads
     from reaching a real token's attention and no padding mask is needed.
     """
     if not rows or any(len(row) == 0 for row in rows):
         raise ValueError("every row needs at least one token")
-    ids = np.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=np.int64)
+    ids = np.full((len(rows), round_up(max(len(r) for r in rows), multiple)), pad_id, dtype=np.int64)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
     return ids, np.array([len(r) - 1 for r in rows], dtype=np.int64)

@@ -8,7 +8,11 @@ Quantized bases (QLoRA) work: mlx-lm's LoRALinear wraps QuantizedLinear layers a
 
 `[train].precision` casts the frozen base (`trainers.precision`); the LoRA matrices and AdamW state
 stay fp32 whatever it is. `[train].gradient_checkpointing` recomputes each transformer layer in the
-backward pass (`checkpoint_layers`).
+backward pass (`checkpoint_layers`). `[train].compile` compiles each micro-batch's loss and gradient
+with `mx.compile`, the model's arrays and MLX's global random key (LoRA dropout) as implicit inputs and
+outputs, as mlx-lm's trainer does. Training inputs are padded to multiples of `PAD_MULTIPLE`, so a
+compiled run traces one graph per length bucket, not per batch; eager steps pad alike, because LoRA
+dropout's masks depend on the padded shape, and the setting must not change what a step computes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import pinned
-from trainers.precision import check_checkpointing, resolve_precision, stored_precision
+from trainers.precision import check_checkpointing, resolve_compile, resolve_precision, stored_precision
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
@@ -35,6 +39,7 @@ from trainers.world import Sharded
 from trainers.schedule import lr_at
 
 MLX_DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
+PAD_MULTIPLE = 32  # training lengths (and the chat engine's target counts) are padded to this, as mlx-lm does
 
 
 class MlxLoraEngine(Sharded):
@@ -73,8 +78,11 @@ class MlxLoraEngine(Sharded):
         if train.gradient_checkpointing:
             check_checkpointing("mlx", True, lora.dropout)
             checkpoint_layers(self.model)
+        # Arrays outside the model that the loss reads, put here by `_after_load` and read from here: a
+        # compiled step swaps this dict's values for its inputs (it can take no array from a closure).
+        self._held: dict[str, mx.array] = {}
         self._after_load()
-        mx.eval(self.model.parameters())
+        mx.eval(self.model.parameters(), self._held)
         params = dict(tree_flatten(self.model.trainable_parameters()))
         self._names = sorted({k.rsplit(".", 1)[0] for k in params})
         self._shapes = {n: tuple(params[f"{n}.lora_a"].shape[:1]) + tuple(params[f"{n}.lora_b"].shape[1:])
@@ -83,10 +91,14 @@ class MlxLoraEngine(Sharded):
         self._set_lora(init)
         self.optimizer = self._new_optimizer()
         self._value_and_grad = nn.value_and_grad(self.model, self._objective)
+        self.compiled = resolve_compile(train.compile, "mlx", device)
+        self.grad_traces = 0
+        state = [self.model.state, mx.random.state, self._held]
+        self._grad = mx.compile(self._traced_grad, inputs=state, outputs=state) if self.compiled else self._traced_grad
 
     # -- what a task defines -------------------------------------------------------------------
     def _after_load(self) -> None:
-        """Hook run on the MLX thread once the LoRA model exists (e.g. to pick head rows)."""
+        """Hook run on the MLX thread once the LoRA model exists (e.g. to pick head rows into `_held`)."""
 
     def _examples(self, batch: Any) -> int:
         raise NotImplementedError
@@ -99,8 +111,15 @@ class MlxLoraEngine(Sharded):
         raise NotImplementedError
 
     # -- shared machinery ----------------------------------------------------------------------
-    def _objective(self, inputs: tuple[mx.array | None, ...], total: int) -> mx.array:
+    def _objective(self, inputs: tuple[mx.array | None, ...], total: mx.array) -> mx.array:
         return self._loss_sum(*inputs) / total
+
+    def _traced_grad(self, inputs: tuple[mx.array | None, ...], total: mx.array) -> tuple[mx.array, Any]:
+        """(Σ loss / total, its LoRA gradient tree) of one micro-batch. `grad_traces` counts runs of this
+        Python body: compiled, once per new input shape (a trace); eager, once per micro-batch."""
+        self.grad_traces += 1
+        loss, grads = self._value_and_grad(inputs, total)
+        return loss, grads
 
     def _new_optimizer(self) -> optim.AdamW:
         cfg = self.train_cfg
@@ -133,9 +152,9 @@ class MlxLoraEngine(Sharded):
         self.model.train()
         if self.lora_cfg.dropout > 0.0:  # LoRALinear's dropout draws from MLX's global key
             mx.random.seed(dropout_seed(self.seed, self.step))
-        grads, loss_sum = None, 0.0
+        grads, loss_sum, divisor = None, 0.0, mx.array(total, mx.float32)  # an array: no retrace per total
         for batch in filter(None, map(self._local, micro_batches)):
-            loss, g = self._value_and_grad(self._inputs(batch), total)
+            loss, g = self._grad(self._inputs(batch), divisor)
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             loss_sum += float(loss) * total  # back from (sum / total) to the micro-batch's sum
@@ -195,7 +214,7 @@ class MlxLoraEngine(Sharded):
     @pinned
     def close(self) -> None:
         if hasattr(self, "model"):
-            del self.model, self.optimizer, self._value_and_grad
+            del self.model, self.optimizer, self._value_and_grad, self._grad
             mx.clear_cache()
 
 

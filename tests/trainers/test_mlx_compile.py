@@ -1,0 +1,114 @@
+"""`[train].compile` on the MLX reranker engine: a compiled step trains exactly like the eager one,
+traces once per length bucket, resumes exactly, works with gradient checkpointing; the setting's rules.
+
+Rows are the real prompts of `test_engines` (tiny embedded Qwen3), cut to lengths in several buckets of
+`PAD_MULTIPLE`; the chat engine's side is `tests/agent/test_chat_compile.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from trainers.engine_base import Batch, StepStats
+from trainers.precision import compute_note, resolve_compile
+from trainers.settings import LoraConfig, TrainConfig
+from tests.trainers.test_engines import listwise, make, one_torch_thread, setup  # noqa: F401 (fixtures)
+
+STEPS = 3
+
+
+def _rerank_batches(setup: dict, loss: str) -> list[list[Batch]]:  # noqa: F811
+    """Three steps of two micro-batches each, rows cut to lengths that fall in different buckets."""
+    rows = setup["rows"]
+    out = []
+    for step, cut in enumerate((40, 90, 128)):
+        part = [row[:cut - i] for i, row in enumerate(rows[4 * step:4 * step + 8])]
+        if loss == "listwise":
+            out.append(listwise(part, 2, 2))
+        else:
+            labels = tuple(float(i % 2 == 0) for i in range(8))
+            out.append([Batch(part[:4], labels[:4]), Batch(part[4:], labels[4:])])
+    return out
+
+
+def train(engine: object, batches: list) -> tuple[list[StepStats], np.ndarray]:
+    stats = [engine.train_step(b) for b in batches]  # type: ignore[attr-defined]
+    vector = engine.trainable_vector()  # type: ignore[attr-defined]
+    engine.close()  # type: ignore[attr-defined]
+    return stats, vector
+
+
+def assert_same(compiled: tuple[list[StepStats], np.ndarray], eager: tuple[list[StepStats], np.ndarray]) -> None:
+    assert np.abs(eager[1]).max() > 0
+    np.testing.assert_allclose(compiled[1], eager[1], rtol=0, atol=1e-5)
+    for c, e in zip(compiled[0], eager[0]):
+        assert c.loss == pytest.approx(e.loss, abs=1e-5)
+        assert c.grad_norm == pytest.approx(e.grad_norm, rel=1e-5, abs=1e-6)
+        assert c.tokens == e.tokens and c.examples == e.examples  # real tokens, not the padding
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+@pytest.mark.parametrize("loss", ["listwise", "pointwise"])
+def test_compiled_reranker_steps_equal_eager(setup: dict, loss: str, dropout: float) -> None:  # noqa: F811
+    lora = LoraConfig(rank=4, alpha=8.0, dropout=dropout)
+    batches = _rerank_batches(setup, loss)
+    runs = {flag: train(make(setup, "mlx", lora=lora, loss=loss, compile=flag), batches) for flag in (True, False)}
+    assert_same(runs[True], runs[False])
+
+
+def test_traces_stay_bounded_by_the_length_buckets(setup: dict) -> None:  # noqa: F811
+    """Lengths 40..60 share the 64 bucket: one trace for all of them; a 70-token batch adds the 96 one.
+    Eager, the same Python body runs once per micro-batch."""
+    rows = setup["rows"]
+    same_bucket = [[Batch([row[:n] for row in rows[:4]])] for n in (40, 47, 55, 60)]
+    for flag, expected in ((True, 1), (False, 4)):
+        engine = make(setup, "mlx", compile=flag)
+        for batch in same_bucket:
+            engine.train_step(batch)
+        assert engine.grad_traces == expected
+        engine.close()
+    engine = make(setup, "mlx", compile=True)
+    for batch in same_bucket + [[Batch([row[:70] for row in rows[:4]])]] + same_bucket:
+        engine.train_step(batch)
+    assert engine.grad_traces == 2
+    engine.close()
+
+
+def test_compiled_resume_is_exact(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    """Compiled with dropout: 3 steps, save, 3 steps == load into a fresh compiled engine, 3 steps."""
+    lora = LoraConfig(rank=4, alpha=8.0, dropout=0.1)
+    batches = _rerank_batches(setup, "listwise") * 2
+    first = make(setup, "mlx", lora=lora, seed=3, compile=True)
+    for batch in batches[:STEPS]:
+        first.train_step(batch)
+    first.save_state(tmp_path / "ckpt")
+    tail = [first.train_step(batch).loss for batch in batches[STEPS:]]
+    resumed = make(setup, "mlx", lora=lora, seed=99, compile=True)
+    resumed.load_state(tmp_path / "ckpt")
+    again = [resumed.train_step(batch).loss for batch in batches[STEPS:]]
+    np.testing.assert_allclose(again, tail, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resumed.trainable_vector(), first.trainable_vector(), rtol=0, atol=1e-6)
+
+
+def test_compile_with_gradient_checkpointing_equals_eager(setup: dict) -> None:  # noqa: F811
+    batches = _rerank_batches(setup, "listwise")
+    runs = {flag: train(make(setup, "mlx", compile=flag, gradient_checkpointing=True), batches)
+            for flag in (True, False)}
+    assert_same(runs[True], runs[False])
+
+
+def test_the_setting() -> None:
+    """Strict values; only MLX compiles (torch ignores it, so one config runs on a Mac and on Linux);
+    the start line says so."""
+    with pytest.raises(ValidationError, match="compile"):
+        TrainConfig(compile="yes")  # type: ignore[arg-type]
+    assert TrainConfig().compile == "auto"
+    assert resolve_compile("auto", "mlx", "gpu") and not resolve_compile(False, "mlx", "gpu")
+    assert resolve_compile(True, "mlx", "cpu")
+    assert not resolve_compile(True, "torch", "cuda") and not resolve_compile("auto", "torch", "cpu")
+    assert compute_note(TrainConfig(compile=True)) == "precision auto, compiled step"
+    assert compute_note(TrainConfig(compile=False)) == "precision auto"
