@@ -42,13 +42,14 @@ class ChatBatch:
         return ChatBatch(self.rows[start * unit:stop * unit], self.targets[start * unit:stop * unit])
 
     def arrays(self, pad_id: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Right-padded ids (B, T) (T the longest row rounded up to `multiple`), the flat index
-        b·T + t−1 of the position predicting each target, and the target ids."""
-        width = round_up(max(len(r) for r in self.rows), multiple)
+        """The model's inputs (B, T), the flat index b·T + t−1 of the input position predicting each
+        target, and the target ids. A row's last token predicts nothing, so T is the longest row less
+        one token, rounded up to `multiple` (as mlx-lm makes its inputs a multiple of 32 long), right-padded."""
+        width = max(1, round_up(max(len(r) for r in self.rows) - 1, multiple))
         ids = np.full((len(self.rows), width), pad_id, dtype=np.int64)
         src, tgt = [], []
         for b, (row, flags) in enumerate(zip(self.rows, self.targets)):
-            ids[b, :len(row)] = row
+            ids[b, :min(len(row), width)] = row[:width]
             for t in range(1, len(row)):
                 if flags[t]:
                     src.append(b * width + t - 1)
