@@ -14,8 +14,8 @@ import numpy as np
 
 from backends.mlx_thread import pinned
 from trainers.chat_engine import ChatBatch
-from trainers.engine_base import round_up
-from trainers.lora_mlx import PAD_MULTIPLE, MlxLoraEngine
+from trainers.engine_base import bucket
+from trainers.lora_mlx import MlxLoraEngine
 
 EVAL_CHUNK = 1024
 
@@ -49,12 +49,12 @@ class MlxChatEngine(MlxLoraEngine):
         return batch.num_targets()
 
     def _inputs(self, batch: ChatBatch) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-        """Ids, source positions, targets and per-target weights. The target count is padded to a
-        multiple of `PAD_MULTIPLE` (so a compiled step buckets it like the lengths) with weight-0 rows
-        that read position 0: their loss term and gradient are exactly zero."""
-        ids, src, tgt = batch.arrays(self.pad_id, PAD_MULTIPLE)
+        """Ids, source positions, targets and per-target weights, padded to buckets (`bucket`) so that a
+        compiled step traces once per bucket: the target count with weight-0 rows that read position 0,
+        whose loss term and gradient are exactly zero."""
+        ids, src, tgt = batch.arrays(self.pad_id, bucketed=True)
         count = len(tgt)
-        extra = round_up(count, PAD_MULTIPLE) - count
+        extra = bucket(count) - count
         weight = np.concatenate([np.ones(count, np.float32), np.zeros(extra, np.float32)])
         src, tgt = (np.concatenate([a, np.zeros(extra, a.dtype)]).astype(np.int32) for a in (src, tgt))
         return mx.array(ids.astype(np.int32)), mx.array(src), mx.array(tgt), mx.array(weight)

@@ -22,7 +22,7 @@ from backends.engine_mlx import PrefixKV, answer_head_rows, hidden_after_prefix,
 from backends.mlx_thread import MlxWorker, mlx_worker, pinned
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import Batch, pad_rows
-from trainers.lora_mlx import PAD_MULTIPLE, MlxLoraEngine
+from trainers.lora_mlx import MlxLoraEngine
 
 __all__ = ["MlxTrainEngine", "MlxWorker", "mlx_worker"]
 
@@ -55,7 +55,7 @@ class MlxTrainEngine(MlxLoraEngine):
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 
     def _inputs(self, batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:
-        ids, last = pad_rows(batch.rows, self.pad_id, PAD_MULTIPLE)
+        ids, last = pad_rows(batch.rows, self.pad_id, bucketed=True)
         labels = mx.array(np.asarray(batch.labels, np.float32)) if self.train_cfg.loss == "pointwise" else None
         return mx.array(ids.astype(np.int32)), mx.array(last.astype(np.int32)), labels
 

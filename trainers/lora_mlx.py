@@ -10,9 +10,10 @@ Quantized bases (QLoRA) work: mlx-lm's LoRALinear wraps QuantizedLinear layers a
 stay fp32 whatever it is. `[train].gradient_checkpointing` recomputes each transformer layer in the
 backward pass (`checkpoint_layers`). `[train].compile` compiles each micro-batch's loss and gradient
 with `mx.compile`, the model's arrays and MLX's global random key (LoRA dropout) as implicit inputs and
-outputs, as mlx-lm's trainer does. Training inputs are padded to multiples of `PAD_MULTIPLE`, so a
-compiled run traces one graph per length bucket, not per batch; eager steps pad alike, because LoRA
-dropout's masks depend on the padded shape, and the setting must not change what a step computes.
+outputs, as mlx-lm's trainer does. Training inputs are padded to length buckets
+(`trainers.engine_base.bucket`), so a compiled run traces one graph per bucket, not per batch; eager
+steps pad alike, because LoRA dropout's masks depend on the padded shape and the setting must not
+change what a step computes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from trainers.world import Sharded
 from trainers.schedule import lr_at
 
 MLX_DTYPES = {"fp32": mx.float32, "bf16": mx.bfloat16, "fp16": mx.float16}
-PAD_MULTIPLE = 32  # training lengths (and the chat engine's target counts) are padded to this, as mlx-lm does
 
 
 class MlxLoraEngine(Sharded):

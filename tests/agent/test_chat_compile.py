@@ -15,6 +15,7 @@ from backends.chat_template import encode_chat
 from backends.mlx_thread import mlx_worker
 from trainers.chat_batches import to_batch
 from trainers.chat_engine import ChatBatch
+from trainers.engine_base import bucket
 from trainers.engines import make_chat_engine
 from trainers.settings import LoraConfig, TrainConfig
 from tests.agent.helpers import chats
@@ -43,10 +44,11 @@ def test_compiled_chat_steps_equal_eager(chat_model_dir: Path, chat_tokenizer, c
 
 
 def test_target_counts_in_one_bucket_trace_once(chat_model_dir: Path, chat_tokenizer) -> None:
-    """Two rows of 20..24 tokens, every token a target: 38..46 targets, all in the bucket of 64."""
+    """Two rows of 18..20 tokens, every token a target: inputs 17..19 wide (bucket 24), 34..38 targets
+    (bucket 40)."""
     ids = [t for c in chats() for t in encode_chat(chat_tokenizer, c).ids]
-    cut = [ChatBatch([ids[:n], ids[n:2 * n]], [[False] + [True] * (n - 1)] * 2) for n in (20, 22, 24)]
-    assert len({b.num_targets() for b in cut}) == 3 and len({-(-b.num_targets() // 32) for b in cut}) == 1
+    cut = [ChatBatch([ids[:n], ids[n:2 * n]], [[False] + [True] * (n - 1)] * 2) for n in (18, 19, 20)]
+    assert len({b.num_targets() for b in cut}) == 3 and {bucket(b.num_targets()) for b in cut} == {40}
     engine = make(chat_model_dir, chat_tokenizer.pad_token_id, True)
     for batch in cut:
         engine.train_step([batch])

@@ -1,8 +1,8 @@
 """`[train].compile` on the MLX reranker engine: a compiled step trains exactly like the eager one,
 traces once per length bucket, resumes exactly, works with gradient checkpointing; the setting's rules.
 
-Rows are the real prompts of `test_engines` (tiny embedded Qwen3), cut to lengths in several buckets of
-`PAD_MULTIPLE`; the chat engine's side is `tests/agent/test_chat_compile.py`.
+Rows are the real prompts of `test_engines` (tiny embedded Qwen3), cut to lengths in several buckets
+(`trainers.engine_base.bucket`); the chat engine's side is `tests/agent/test_chat_compile.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trainers.engine_base import Batch, StepStats
+from trainers.engine_base import Batch, StepStats, bucket
 from trainers.precision import compute_note, resolve_compile
 from trainers.settings import LoraConfig, TrainConfig
 from tests.trainers.test_engines import listwise, make, one_torch_thread, setup  # noqa: F401 (fixtures)
@@ -61,10 +61,11 @@ def test_compiled_reranker_steps_equal_eager(setup: dict, loss: str, dropout: fl
 
 
 def test_traces_stay_bounded_by_the_length_buckets(setup: dict) -> None:  # noqa: F811
-    """Lengths 40..60 share the 64 bucket: one trace for all of them; a 70-token batch adds the 96 one.
-    Eager, the same Python body runs once per micro-batch."""
+    """Lengths 89..96 share the bucket of 96: one trace for all of them; a 70-token batch adds the
+    72 one. Eager, the same Python body runs once per micro-batch."""
     rows = setup["rows"]
-    same_bucket = [[Batch([row[:n] for row in rows[:4]])] for n in (40, 47, 55, 60)]
+    assert min(len(row) for row in rows[:4]) >= 96
+    same_bucket = [[Batch([row[:n] for row in rows[:4]])] for n in (89, 92, 95, 96)]
     for flag, expected in ((True, 1), (False, 4)):
         engine = make(setup, "mlx", compile=flag)
         for batch in same_bucket:
@@ -76,6 +77,19 @@ def test_traces_stay_bounded_by_the_length_buckets(setup: dict) -> None:  # noqa
         engine.train_step(batch)
     assert engine.grad_traces == 2
     engine.close()
+
+
+@pytest.mark.parametrize(("n", "padded"), [(1, 8), (40, 40), (121, 128), (129, 136), (255, 256), (257, 272),
+                                           (600, 608), (4097, 4352)])
+def test_buckets(n: int, padded: int) -> None:
+    assert bucket(n) == padded
+
+
+def test_buckets_waste_little_and_are_few() -> None:
+    sizes = range(1, 8193)
+    assert all(bucket(n) - n < max(8, n / 16) for n in sizes)
+    for low in (128, 256, 1024, 4096):
+        assert len({bucket(n) for n in range(low + 1, 2 * low + 1)}) == 16
 
 
 def test_compiled_resume_is_exact(setup: dict, tmp_path: Path) -> None:  # noqa: F811
