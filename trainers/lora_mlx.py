@@ -91,7 +91,7 @@ class MlxLoraEngine(Sharded):
         self._set_lora(init)
         self.optimizer = self._new_optimizer()
         self._value_and_grad = nn.value_and_grad(self.model, self._objective)
-        self.compiled = resolve_compile(train.compile, "mlx", device)
+        self.compiled = resolve_compile(train.compile, "mlx")
         self.grad_traces = 0
         state = [self.model.state, mx.random.state, self._held]
         self._grad = mx.compile(self._traced_grad, inputs=state, outputs=state) if self.compiled else self._traced_grad

@@ -121,8 +121,17 @@ def test_the_setting() -> None:
     with pytest.raises(ValidationError, match="compile"):
         TrainConfig(compile="yes")  # type: ignore[arg-type]
     assert TrainConfig().compile == "auto"
-    assert resolve_compile("auto", "mlx", "gpu") and not resolve_compile(False, "mlx", "gpu")
-    assert resolve_compile(True, "mlx", "cpu")
-    assert not resolve_compile(True, "torch", "cuda") and not resolve_compile("auto", "torch", "cpu")
+    assert resolve_compile("auto", "mlx") and resolve_compile(True, "mlx") and not resolve_compile(False, "mlx")
+    assert not resolve_compile(True, "torch") and not resolve_compile("auto", "torch")
     assert compute_note(TrainConfig(compile=True)) == "precision auto, compiled step"
     assert compute_note(TrainConfig(compile=False)) == "precision auto"
+
+
+def test_the_run_records_what_ran(tiny_model_dir: Path) -> None:
+    """The resolved setting is what a run records (and what `--resume` compares): a bool, false on torch."""
+    from trainers.precision import with_resolved_precision
+    from trainers.settings import AppConfig
+
+    asked = AppConfig.model_validate({"train": {"compile": True}})
+    assert with_resolved_precision(AppConfig(), "mlx", "cpu", tiny_model_dir).train.compile is True
+    assert with_resolved_precision(asked, "torch", "cpu", tiny_model_dir).train.compile is False
