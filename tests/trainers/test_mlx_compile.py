@@ -118,8 +118,9 @@ def test_compile_with_gradient_checkpointing_equals_eager(setup: dict) -> None: 
 def test_the_setting() -> None:
     """Strict values; only MLX compiles (torch ignores it, so one config runs on a Mac and on Linux);
     the start line says so."""
-    with pytest.raises(ValidationError, match="compile"):
-        TrainConfig(compile="yes")  # type: ignore[arg-type]
+    for bad in ("yes", "true", 1):
+        with pytest.raises(ValidationError, match="compile"):
+            TrainConfig(compile=bad)  # type: ignore[arg-type]
     assert TrainConfig().compile == "auto"
     assert resolve_compile("auto", "mlx") and resolve_compile(True, "mlx") and not resolve_compile(False, "mlx")
     assert not resolve_compile(True, "torch") and not resolve_compile("auto", "torch")
