@@ -45,10 +45,10 @@ def compare(name: str, make: Callable[[bool], Any], batches: list[list[Any]], ro
             for flag, engine in engines.items():
                 best[flag] = min(best[flag], timed(engine, batches))
         per_step = {flag: 1000 * seconds / len(batches) for flag, seconds in best.items()}
+        first_ms = {flag: 1000 * seconds / len(batches) for flag, seconds in first.items()}
         print(f"{name:34} eager {per_step[False]:8.1f} ms/step   compiled {per_step[True]:8.1f} ms/step   "
-              f"ratio {per_step[True] / per_step[False]:.3f}   first pass eager {1000 * first[False] / len(batches):.0f} "
-              f"/ compiled {1000 * first[True] / len(batches):.0f} ms/step   traces {engines[True].grad_traces} "
-              f"over {len(batches)} batches")
+              f"ratio {per_step[True] / per_step[False]:.3f}   first pass eager {first_ms[False]:.0f} "
+              f"/ compiled {first_ms[True]:.0f} ms/step   traces {engines[True].grad_traces} over {len(batches)} batches")
     finally:
         for engine in engines.values():
             engine.close()

@@ -117,7 +117,6 @@ class TrainConfig(StrictModel):
     # while rank 0 evaluates, so it must exceed an evaluation and a step.
     collective_timeout_s: float = Field(600.0, gt=0.0)
 
-
     @field_validator("compile", mode="before")
     @classmethod
     def _compile_is_not_a_number(cls, value: object) -> object:

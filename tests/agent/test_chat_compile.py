@@ -39,7 +39,8 @@ def make(model_dir: Path, pad_id: int, compile: bool, dropout: float = 0.0):
 def test_compiled_chat_steps_equal_eager(chat_model_dir: Path, chat_tokenizer, chat_batches: list[ChatBatch],
                                          dropout: float) -> None:
     pad = chat_tokenizer.pad_token_id
-    runs = {flag: train(make(chat_model_dir, pad, flag, dropout), [[b] for b in chat_batches]) for flag in (True, False)}
+    steps = [[b] for b in chat_batches]
+    runs = {flag: train(make(chat_model_dir, pad, flag, dropout), steps) for flag in (True, False)}
     assert_same(runs[True], runs[False])
 
 
