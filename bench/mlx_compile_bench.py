@@ -7,7 +7,7 @@ a target). Each side is its own engine; both see the same batches. A first pass 
 (where the compiled side traces each length bucket) is timed apart; then timed windows over the same
 batches alternate eager / compiled `--rounds` times and each side's fastest window counts (other jobs
 on a shared box only ever slow a window). Reported: ms per step, the compiled / eager time ratio, and
-the traces of the compiled gradient function.
+the traces of the compiled gradient and update functions.
 
     python bench/mlx_compile_bench.py [--steps 6] [--rounds 3] [--batch 8] [--seq 128] [--only rerank|agent]
 """
@@ -48,7 +48,7 @@ def compare(name: str, make: Callable[[bool], Any], batches: list[list[Any]], ro
         first_ms = {flag: 1000 * seconds / len(batches) for flag, seconds in first.items()}
         print(f"{name:34} eager {per_step[False]:8.1f} ms/step   compiled {per_step[True]:8.1f} ms/step   "
               f"ratio {per_step[True] / per_step[False]:.3f}   first pass eager {first_ms[False]:.0f} "
-              f"/ compiled {first_ms[True]:.0f} ms/step   traces {engines[True].grad_traces} over {len(batches)} batches")
+              f"/ compiled {first_ms[True]:.0f} ms/step   traces {dict(engines[True].traces)} over {len(batches)} steps")
     finally:
         for engine in engines.values():
             engine.close()

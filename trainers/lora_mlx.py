@@ -10,7 +10,8 @@ Quantized bases (QLoRA) work: mlx-lm's LoRALinear wraps QuantizedLinear layers a
 stay fp32 whatever it is. `[train].gradient_checkpointing` recomputes each transformer layer in the
 backward pass (`checkpoint_layers`). `[train].compile` compiles each micro-batch's loss and gradient
 with `mx.compile`, the model's arrays and MLX's global random key (LoRA dropout) as implicit inputs and
-outputs, as mlx-lm's trainer does. Training inputs are padded to length buckets
+outputs, as mlx-lm's trainer does, and the clip-and-AdamW update with the optimizer's state; the
+accumulation and the data-parallel sum between them stay eager. Training inputs are padded to length buckets
 (`trainers.engine_base.bucket`), so a compiled run traces one graph per bucket, not per batch; eager
 steps pad alike, because LoRA dropout's masks depend on the padded shape and the setting must not
 change what a step computes.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +91,14 @@ class MlxLoraEngine(Sharded):
                         for n in self._names}
         init = init_lora or default_lora_init(self._shapes, lora.rank, lora.scale, lora.dropout, self.seed)
         self._set_lora(init)
-        self.optimizer = self._new_optimizer()
-        self._value_and_grad = nn.value_and_grad(self.model, self._objective)
         self.compiled = resolve_compile(train.compile, "mlx")
-        self.grad_traces = 0
+        self._value_and_grad = nn.value_and_grad(self.model, self._objective)
+        # Runs of the step functions' Python bodies: compiled, once per trace (a new input shape); eager,
+        # once per call. The bench and the tests read them.
+        self.traces: Counter[str] = Counter()
         state = [self.model.state, mx.random.state, self._held]
         self._grad = mx.compile(self._traced_grad, inputs=state, outputs=state) if self.compiled else self._traced_grad
+        self._reset_optimizer()
 
     # -- what a task defines -------------------------------------------------------------------
     def _after_load(self) -> None:
@@ -115,16 +119,30 @@ class MlxLoraEngine(Sharded):
         return self._loss_sum(*inputs) / total
 
     def _traced_grad(self, inputs: tuple[mx.array | None, ...], total: mx.array) -> tuple[mx.array, Any]:
-        """(Σ loss / total, its LoRA gradient tree) of one micro-batch. `grad_traces` counts runs of this
-        Python body: compiled, once per new input shape (a trace); eager, once per micro-batch."""
-        self.grad_traces += 1
+        """(Σ loss / total, its LoRA gradient tree) of one micro-batch."""
+        self.traces["grad"] += 1
         loss, grads = self._value_and_grad(inputs, total)
         return loss, grads
 
-    def _new_optimizer(self) -> optim.AdamW:
+    def _reset_optimizer(self) -> None:
+        """A fresh AdamW with its (zero) moments made now, and the clip-and-update step that uses it,
+        compiled with the model's and the optimizer's arrays as implicit state when the step is (a
+        fixed state tree from the first step on: no second trace when the moments appear)."""
         cfg = self.train_cfg
-        return optim.AdamW(learning_rate=cfg.learning_rate, betas=list(ADAM_BETAS), eps=ADAM_EPS,
-                           weight_decay=cfg.weight_decay, bias_correction=True)
+        self.optimizer = optim.AdamW(learning_rate=cfg.learning_rate, betas=list(ADAM_BETAS), eps=ADAM_EPS,
+                                     weight_decay=cfg.weight_decay, bias_correction=True)
+        self.optimizer.init(self.model.trainable_parameters())
+        state = [self.model.state, self.optimizer.state]
+        self._update = (mx.compile(self._clip_and_update, inputs=state, outputs=state) if self.compiled
+                        else self._clip_and_update)
+
+    def _clip_and_update(self, grads: Any) -> mx.array:  # Any: a nested dict/list tree of arrays
+        """Clip the gradient tree to `max_grad_norm`, take one AdamW step; the norm before clipping."""
+        self.traces["update"] += 1
+        grads, grad_norm = optim.clip_grad_norm(grads, self.train_cfg.max_grad_norm)
+        self.optimizer.update(self.model, grads)
+        norm: mx.array = grad_norm
+        return norm
 
     def _head_logits(self, hidden: mx.array) -> mx.array:
         """Full-vocabulary logits of some hidden states (tied or separate, float or quantized head)."""
@@ -162,11 +180,10 @@ class MlxLoraEngine(Sharded):
             from trainers.distributed_mlx import sum_gradients
             grads, loss_sum = sum_gradients(
                 grads if grads is not None else tree_map(mx.zeros_like, self.model.trainable_parameters()), loss_sum)
-        grads, grad_norm = optim.clip_grad_norm(grads, cfg.max_grad_norm)
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
-        self.optimizer.learning_rate = lr
-        self.optimizer.update(self.model, grads)
-        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        self.optimizer.learning_rate = lr  # an array in the optimizer's state: no retrace per rate
+        grad_norm = self._update(grads)
+        mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
         self.step += 1
         return StepStats(self.step, loss_sum / total, float(grad_norm), lr,
                          sum(b.num_tokens() for b in micro_batches), total, time.perf_counter() - started)
@@ -183,7 +200,7 @@ class MlxLoraEngine(Sharded):
 
     @pinned
     def save_state(self, folder: Path) -> None:
-        flat = dict(tree_flatten(self.optimizer.state))
+        flat = dict(tree_flatten(self.optimizer.state)) if self.step > 0 else {}  # zero moments are not state
         moments = {}
         for name in self._names:
             for part, leaf in (("A", "lora_a"), ("B", "lora_b")):
@@ -197,9 +214,8 @@ class MlxLoraEngine(Sharded):
     def load_state(self, folder: Path) -> None:
         state = read_state(folder)
         self._set_lora(state.lora)
-        self.optimizer = self._new_optimizer()
+        self._reset_optimizer()
         if state.step > 0:
-            self.optimizer.init(self.model.trainable_parameters())
             flat = []
             for name in self._names:
                 for part, leaf in (("A", "lora_a"), ("B", "lora_b")):
@@ -214,7 +230,7 @@ class MlxLoraEngine(Sharded):
     @pinned
     def close(self) -> None:
         if hasattr(self, "model"):
-            del self.model, self.optimizer, self._value_and_grad, self._grad
+            del self.model, self.optimizer, self._value_and_grad, self._grad, self._update
             mx.clear_cache()
 
 

@@ -53,7 +53,7 @@ def test_target_counts_in_one_bucket_trace_once(chat_model_dir: Path, chat_token
     engine = make(chat_model_dir, chat_tokenizer.pad_token_id, True)
     for batch in cut:
         engine.train_step([batch])
-    assert engine.grad_traces == 1  # type: ignore[attr-defined]
+    assert engine.traces["grad"] == 1  # type: ignore[attr-defined]
     engine.close()
 
 

@@ -62,7 +62,8 @@ def test_compiled_reranker_steps_equal_eager(setup: dict, loss: str, dropout: fl
 
 def test_traces_stay_bounded_by_the_length_buckets(setup: dict) -> None:  # noqa: F811
     """Lengths 89..96 share the bucket of 96: one trace for all of them; a 70-token batch adds the
-    72 one. Eager, the same Python body runs once per micro-batch."""
+    72 one. The update traces once (its state tree is fixed from the start). Eager, the same Python
+    bodies run once per call."""
     rows = setup["rows"]
     assert min(len(row) for row in rows[:4]) >= 96
     same_bucket = [[Batch([row[:n] for row in rows[:4]])] for n in (89, 92, 95, 96)]
@@ -70,12 +71,12 @@ def test_traces_stay_bounded_by_the_length_buckets(setup: dict) -> None:  # noqa
         engine = make(setup, "mlx", compile=flag)
         for batch in same_bucket:
             engine.train_step(batch)
-        assert engine.grad_traces == expected
+        assert engine.traces == {"grad": expected, "update": expected}
         engine.close()
     engine = make(setup, "mlx", compile=True)
     for batch in same_bucket + [[Batch([row[:70] for row in rows[:4]])]] + same_bucket:
         engine.train_step(batch)
-    assert engine.grad_traces == 2
+    assert engine.traces == {"grad": 2, "update": 1}
     engine.close()
 
 
