@@ -107,13 +107,14 @@ def run_label(run: RunRecord) -> str:
 
 
 def run_compute(run: RunRecord) -> str:
-    """How a run computed, from its recorded config: `bf16`, `fp32 + checkpointing` ("—": no config).
+    """How a run computed, from its recorded config: `bf16`, `fp32 + checkpointing + compiled` ("—": no config).
 
-    Runs recorded before `[train].precision` existed trained in fp32."""
+    Runs recorded before `[train].precision` existed trained in fp32, eager."""
     train = run.config.get("train")
     if not isinstance(train, dict):
         return "—"
-    return str(train.get("precision", "fp32")) + (" + checkpointing" if train.get("gradient_checkpointing") else "")
+    return (str(train.get("precision", "fp32")) + (" + checkpointing" if train.get("gradient_checkpointing") else "")
+            + (" + compiled" if train.get("compile") is True else ""))
 
 
 def short_model(name: str | None, width: int = 24) -> str:

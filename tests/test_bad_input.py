@@ -243,6 +243,7 @@ CASES: dict[str, Case] = {
     "unknown precision": Case(run_with(train__precision='"fp8"'), "[train].precision"),
     "gradient_checkpointing as a string": Case(run_with(train__gradient_checkpointing='"yes"'),
                                                "[train].gradient_checkpointing"),
+    "compile as a string": Case(run_with(train__compile='"yes"'), "[train].compile"),
     "fp16 on the CPU": Case(run_with(train__precision='"fp16"'),
                             "[train].precision = 'fp16': the CPU has no fp16 matmul; use bf16 or fp32"),
     "mlx checkpointing with dropout": Case(run_with(model__backend='"mlx"', train__gradient_checkpointing="true",

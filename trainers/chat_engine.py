@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trainers.engine_base import TrainEngine
+from trainers.engine_base import TrainEngine, bucket
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,16 @@ class ChatBatch:
             return None
         return ChatBatch(self.rows[start * unit:stop * unit], self.targets[start * unit:stop * unit])
 
-    def arrays(self, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Right-padded ids (B, T), the flat index b·T + t−1 of the position predicting each target,
-        and the target ids."""
-        width = max(len(r) for r in self.rows)
+    def arrays(self, pad_id: int, bucketed: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model's inputs (B, T), the flat index b·T + t−1 of the input position predicting each
+        target, and the target ids. A row's last token predicts nothing, so T is the longest row less
+        one token (as mlx-lm's inputs), rounded up to its `bucket` when `bucketed`, right-padded."""
+        width = max(1, max(len(r) for r in self.rows) - 1)
+        width = bucket(width) if bucketed else width
         ids = np.full((len(self.rows), width), pad_id, dtype=np.int64)
         src, tgt = [], []
         for b, (row, flags) in enumerate(zip(self.rows, self.targets)):
-            ids[b, :len(row)] = row
+            ids[b, :min(len(row), width)] = row[:width]
             for t in range(1, len(row)):
                 if flags[t]:
                     src.append(b * width + t - 1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from backends.mlx_thread import pinned
 from trainers.chat_engine import ChatBatch
+from trainers.engine_base import bucket
 from trainers.lora_mlx import MlxLoraEngine
 
 EVAL_CHUNK = 1024
@@ -47,23 +48,30 @@ class MlxChatEngine(MlxLoraEngine):
     def _examples(self, batch: ChatBatch) -> int:
         return batch.num_targets()
 
-    def _inputs(self, batch: ChatBatch) -> tuple[mx.array, mx.array, mx.array]:
-        ids, src, tgt = batch.arrays(self.pad_id)
-        return mx.array(ids.astype(np.int32)), mx.array(src.astype(np.int32)), mx.array(tgt.astype(np.int32))
+    def _inputs(self, batch: ChatBatch) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+        """Ids, source positions, targets and per-target weights, padded to buckets (`bucket`) so that a
+        compiled step traces once per bucket: the target count with weight-0 rows that read position 0,
+        whose loss term and gradient are exactly zero."""
+        ids, src, tgt = batch.arrays(self.pad_id, bucketed=True)
+        count = len(tgt)
+        extra = bucket(count) - count
+        weight = np.concatenate([np.ones(count, np.float32), np.zeros(extra, np.float32)])
+        src, tgt = (np.concatenate([a, np.zeros(extra, a.dtype)]).astype(np.int32) for a in (src, tgt))
+        return mx.array(ids.astype(np.int32)), mx.array(src), mx.array(tgt), mx.array(weight)
 
     def _gather(self, ids: mx.array, src: mx.array) -> mx.array:
         hidden: mx.array = self.model.model(ids)
         return hidden.reshape(-1, hidden.shape[-1])[src]
 
-    def _loss_sum(self, ids: mx.array, src: mx.array, tgt: mx.array) -> mx.array:
+    def _loss_sum(self, ids: mx.array, src: mx.array, tgt: mx.array, weight: mx.array) -> mx.array:
         logits = self._head_logits(self._gather(ids, src)).astype(mx.float32)
         nll, _ = cast(tuple[mx.array, mx.array], _nll_and_probs(logits, tgt))  # custom_function is untyped
-        return nll.sum()
+        return (nll * weight).sum()
 
     @pinned
     def nll(self, batch: ChatBatch) -> tuple[float, int]:
         self.model.eval()
-        ids, src, tgt = self._inputs(batch)
+        ids, src, tgt = (mx.array(a.astype(np.int32)) for a in batch.arrays(self.pad_id))
         picked = self._gather(ids, src)
         total = 0.0
         for i in range(0, tgt.shape[0], EVAL_CHUNK):

@@ -40,12 +40,12 @@ class MlxTrainEngine(MlxLoraEngine):
     def _after_load(self) -> None:
         # Frozen fp32 yes/no rows, dequantized once on a quantized head: the loss never sees the rest
         # of the vocabulary, and the scorer projects on the very same matrix.
-        self._head_rows = answer_head_rows(self.model, self._answer_ids)
+        self._held["head_rows"] = answer_head_rows(self.model, self._answer_ids)
 
     def _forward(self, ids: mx.array, last: mx.array) -> mx.array:
         hidden: mx.array = self.model.model(ids)
         picked = hidden[mx.arange(ids.shape[0]), last].astype(mx.float32)
-        logits = picked @ self._head_rows.T
+        logits = picked @ self._held["head_rows"].T
         return logits[:, 0] - logits[:, 1]
 
     def _shard_unit(self) -> int:
@@ -55,7 +55,7 @@ class MlxTrainEngine(MlxLoraEngine):
         return batch.num_examples(self.train_cfg.loss, self.train_cfg.group_size)
 
     def _inputs(self, batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:
-        ids, last = pad_rows(batch.rows, self.pad_id)
+        ids, last = pad_rows(batch.rows, self.pad_id, bucketed=True)
         labels = mx.array(np.asarray(batch.labels, np.float32)) if self.train_cfg.loss == "pointwise" else None
         return mx.array(ids.astype(np.int32)), mx.array(last.astype(np.int32)), labels
 
@@ -95,7 +95,7 @@ class MlxTrainEngine(MlxLoraEngine):
         out = []
         for i in range(0, len(tails), self.eval_batch_size):
             picked = hidden_after_prefix(self.model, kv, tails[i:i + self.eval_batch_size], self.pad_id)
-            logits = picked @ self._head_rows.T
+            logits = picked @ self._held["head_rows"].T
             z = logits[:, 0] - logits[:, 1]
             mx.eval(z)
             out.append(np.array(z, dtype=np.float64))

@@ -8,13 +8,20 @@ Quantized bases (QLoRA) work: mlx-lm's LoRALinear wraps QuantizedLinear layers a
 
 `[train].precision` casts the frozen base (`trainers.precision`); the LoRA matrices and AdamW state
 stay fp32 whatever it is. `[train].gradient_checkpointing` recomputes each transformer layer in the
-backward pass (`checkpoint_layers`).
+backward pass (`checkpoint_layers`). `[train].compile` compiles each micro-batch's loss and gradient
+with `mx.compile`, the model's arrays and MLX's global random key (LoRA dropout) as implicit inputs and
+outputs, as mlx-lm's trainer does, and the clip-and-AdamW update with the optimizer's state; the
+accumulation and the data-parallel sum between them stay eager. Training inputs are padded to length buckets
+(`trainers.engine_base.bucket`), so a compiled run traces one graph per bucket, not per batch; eager
+steps pad alike, because LoRA dropout's masks depend on the padded shape and the setting must not
+change what a step computes.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from backends.adapters import LoraWeights
 from backends.mlx_thread import pinned
-from trainers.precision import check_checkpointing, resolve_precision, stored_precision
+from trainers.precision import check_checkpointing, resolve_compile, resolve_precision, stored_precision
 from trainers.settings import LoraConfig, TrainConfig
 from trainers.engine_base import (
     ADAM_BETAS, ADAM_EPS, StepStats, TrainState, check_lora_shape, default_lora_init, dropout_seed, flatten_lora,
@@ -73,20 +80,29 @@ class MlxLoraEngine(Sharded):
         if train.gradient_checkpointing:
             check_checkpointing("mlx", True, lora.dropout)
             checkpoint_layers(self.model)
+        # Arrays outside the model that the loss reads, put here by `_after_load` and read from here: a
+        # compiled step swaps this dict's values for its inputs (it can take no array from a closure).
+        self._held: dict[str, mx.array] = {}
         self._after_load()
-        mx.eval(self.model.parameters())
+        mx.eval(self.model.parameters(), self._held)
         params = dict(tree_flatten(self.model.trainable_parameters()))
         self._names = sorted({k.rsplit(".", 1)[0] for k in params})
         self._shapes = {n: tuple(params[f"{n}.lora_a"].shape[:1]) + tuple(params[f"{n}.lora_b"].shape[1:])
                         for n in self._names}
         init = init_lora or default_lora_init(self._shapes, lora.rank, lora.scale, lora.dropout, self.seed)
         self._set_lora(init)
-        self.optimizer = self._new_optimizer()
+        self.compiled = resolve_compile(train.compile, "mlx")
         self._value_and_grad = nn.value_and_grad(self.model, self._objective)
+        # Runs of the step functions' Python bodies: compiled, once per trace (a new input shape); eager,
+        # once per call. The bench and the tests read them.
+        self.traces: Counter[str] = Counter()
+        state = [self.model.state, mx.random.state, self._held]
+        self._grad = mx.compile(self._traced_grad, inputs=state, outputs=state) if self.compiled else self._traced_grad
+        self._reset_optimizer()
 
     # -- what a task defines -------------------------------------------------------------------
     def _after_load(self) -> None:
-        """Hook run on the MLX thread once the LoRA model exists (e.g. to pick head rows)."""
+        """Hook run on the MLX thread once the LoRA model exists (e.g. to pick head rows into `_held`)."""
 
     def _examples(self, batch: Any) -> int:
         raise NotImplementedError
@@ -99,13 +115,34 @@ class MlxLoraEngine(Sharded):
         raise NotImplementedError
 
     # -- shared machinery ----------------------------------------------------------------------
-    def _objective(self, inputs: tuple[mx.array | None, ...], total: int) -> mx.array:
+    def _objective(self, inputs: tuple[mx.array | None, ...], total: mx.array) -> mx.array:
         return self._loss_sum(*inputs) / total
 
-    def _new_optimizer(self) -> optim.AdamW:
+    def _traced_grad(self, inputs: tuple[mx.array | None, ...], total: mx.array) -> tuple[mx.array, Any]:
+        """(Σ loss / total, its LoRA gradient tree) of one micro-batch."""
+        self.traces["grad"] += 1
+        loss, grads = self._value_and_grad(inputs, total)
+        return loss, grads
+
+    def _reset_optimizer(self) -> None:
+        """A fresh AdamW with its (zero) moments made now, and the clip-and-update step that uses it,
+        compiled with the model's and the optimizer's arrays as implicit state when the step is (a
+        fixed state tree from the first step on: no second trace when the moments appear)."""
         cfg = self.train_cfg
-        return optim.AdamW(learning_rate=cfg.learning_rate, betas=list(ADAM_BETAS), eps=ADAM_EPS,
-                           weight_decay=cfg.weight_decay, bias_correction=True)
+        self.optimizer = optim.AdamW(learning_rate=cfg.learning_rate, betas=list(ADAM_BETAS), eps=ADAM_EPS,
+                                     weight_decay=cfg.weight_decay, bias_correction=True)
+        self.optimizer.init(self.model.trainable_parameters())
+        state = [self.model.state, self.optimizer.state]
+        self._update = (mx.compile(self._clip_and_update, inputs=state, outputs=state) if self.compiled
+                        else self._clip_and_update)
+
+    def _clip_and_update(self, grads: Any) -> mx.array:  # Any: a nested dict/list tree of arrays
+        """Clip the gradient tree to `max_grad_norm`, take one AdamW step; the norm before clipping."""
+        self.traces["update"] += 1
+        grads, grad_norm = optim.clip_grad_norm(grads, self.train_cfg.max_grad_norm)
+        self.optimizer.update(self.model, grads)
+        norm: mx.array = grad_norm
+        return norm
 
     def _head_logits(self, hidden: mx.array) -> mx.array:
         """Full-vocabulary logits of some hidden states (tied or separate, float or quantized head)."""
@@ -133,9 +170,9 @@ class MlxLoraEngine(Sharded):
         self.model.train()
         if self.lora_cfg.dropout > 0.0:  # LoRALinear's dropout draws from MLX's global key
             mx.random.seed(dropout_seed(self.seed, self.step))
-        grads, loss_sum = None, 0.0
+        grads, loss_sum, divisor = None, 0.0, mx.array(total, mx.float32)  # an array: no retrace per total
         for batch in filter(None, map(self._local, micro_batches)):
-            loss, g = self._value_and_grad(self._inputs(batch), total)
+            loss, g = self._grad(self._inputs(batch), divisor)
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             loss_sum += float(loss) * total  # back from (sum / total) to the micro-batch's sum
@@ -143,11 +180,10 @@ class MlxLoraEngine(Sharded):
             from trainers.distributed_mlx import sum_gradients
             grads, loss_sum = sum_gradients(
                 grads if grads is not None else tree_map(mx.zeros_like, self.model.trainable_parameters()), loss_sum)
-        grads, grad_norm = optim.clip_grad_norm(grads, cfg.max_grad_norm)
         lr = lr_at(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps)
-        self.optimizer.learning_rate = lr
-        self.optimizer.update(self.model, grads)
-        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        self.optimizer.learning_rate = lr  # an array in the optimizer's state: no retrace per rate
+        grad_norm = self._update(grads)
+        mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
         self.step += 1
         return StepStats(self.step, loss_sum / total, float(grad_norm), lr,
                          sum(b.num_tokens() for b in micro_batches), total, time.perf_counter() - started)
@@ -164,7 +200,7 @@ class MlxLoraEngine(Sharded):
 
     @pinned
     def save_state(self, folder: Path) -> None:
-        flat = dict(tree_flatten(self.optimizer.state))
+        flat = dict(tree_flatten(self.optimizer.state)) if self.step > 0 else {}  # zero moments are not state
         moments = {}
         for name in self._names:
             for part, leaf in (("A", "lora_a"), ("B", "lora_b")):
@@ -178,9 +214,8 @@ class MlxLoraEngine(Sharded):
     def load_state(self, folder: Path) -> None:
         state = read_state(folder)
         self._set_lora(state.lora)
-        self.optimizer = self._new_optimizer()
+        self._reset_optimizer()
         if state.step > 0:
-            self.optimizer.init(self.model.trainable_parameters())
             flat = []
             for name in self._names:
                 for part, leaf in (("A", "lora_a"), ("B", "lora_b")):
@@ -195,7 +230,7 @@ class MlxLoraEngine(Sharded):
     @pinned
     def close(self) -> None:
         if hasattr(self, "model"):
-            del self.model, self.optimizer, self._value_and_grad
+            del self.model, self.optimizer, self._value_and_grad, self._grad, self._update
             mx.clear_cache()
 
 

@@ -4,8 +4,8 @@ A resumed run continues the stored optimizer state on the stored split; changing
 the LoRA shape, the loss, the batches or the evaluation would make its numbers (and its promotion)
 describe two different runs. Only settings that do not change what a step computes may change:
 how long to train, how often to evaluate and checkpoint, alarms, the gate, where things live, and how
-a step is computed on this machine (the device, the precision, gradient checkpointing): a run moved
-from a CUDA box to a CPU one resumes, its `auto` precision resolved anew.
+a step is computed on this machine (the device, the precision, gradient checkpointing, compiling): a
+run moved from a CUDA box to a CPU one resumes, its `auto` precision resolved anew.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ SAFE_CHANGES: frozenset[str] = frozenset({
     "train.early_stopping_patience", "train.promote_epsilon", "train.stop_on_alarm",
     "train.alarm_collapse_spread", "train.alarm_below_baseline_evals", "train.alarm_divergence_factor",
     "train.collective_timeout_s",
-    "model.device", "train.precision", "train.gradient_checkpointing", "data.path", "scoring.*", "serving.*",
-    "store.*", "chat.*",
+    "model.device", "train.precision", "train.gradient_checkpointing", "train.compile", "data.path", "scoring.*",
+    "serving.*", "store.*", "chat.*",
 })
 # What a config without these settings (a run recorded before they existed) ran with.
-LEGACY_DEFAULTS: dict[str, Any] = {"train.precision": "fp32", "train.gradient_checkpointing": False}
+LEGACY_DEFAULTS: dict[str, Any] = {"train.precision": "fp32", "train.gradient_checkpointing": False,
+                                   "train.compile": False}
 
 
 class ResumeRefused(ValueError):
