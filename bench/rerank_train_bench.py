@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -136,9 +136,22 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, float]:
         out: np.ndarray = (logits[:, yes] - logits[:, no]).double().numpy()
         return out
 
+    class FullRows:
+        """Our evaluation's scorer interface over whole rows (the peer's model has no prefix reuse)."""
+
+        def logodds(self, rows: list[list[int]]) -> np.ndarray:
+            return logodds(rows)
+
+        def prefix_state(self, head: list[int]) -> object:
+            return head
+
+        def logodds_after(self, state: object, tails: list[list[int]]) -> np.ndarray:
+            head = cast(list[int], state)
+            return logodds([head + tail for tail in tails])
+
     from trainers.evaluation import evaluate_queries
 
-    mrr = evaluate_queries(logodds, plan.eval_builder, plan.split.dev).metrics["mrr@10"]
+    mrr = evaluate_queries(FullRows(), plan.eval_builder, plan.split.dev).metrics["mrr@10"]
     return {"seconds": seconds, "mrr": mrr}
 
 

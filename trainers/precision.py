@@ -134,9 +134,10 @@ def resolve_compile(requested: bool | str, backend: str) -> bool:
     one config serves a Mac and a Linux box); `auto` compiles on MLX's GPU and CPU alike.
 
     On the GPU (Metal) compiling fuses the elementwise kernels, as mlx-lm relies on (not measured
-    here: no Mac). On MLX's CPU backend it is no slower: `bench/mlx_compile_bench.py` measured
-    compiled / eager step time 0.92-0.98 on the reranker demo and 0.89-0.95 on the agent bench
-    (8 x 128 tokens), with one trace per length bucket, so `auto` need not tell the two devices apart.
+    here: no Mac). On MLX's CPU backend it is a wash: `bench/mlx_compile_bench.py` measured compiled /
+    eager step time 1.04 on the reranker demo and 0.93-0.94 on the agent bench (8 x 128 tokens) on a
+    quiet machine (0.89-0.98 under load), with one trace per length bucket, so `auto` need not tell
+    the two devices apart.
     """
     if backend != "mlx":
         return False

@@ -103,7 +103,7 @@ class TrainConfig(StrictModel):
     # Recompute each layer's activations in the backward pass: less memory, about a third more compute.
     gradient_checkpointing: bool = False
     # MLX: compile each micro-batch's forward and backward (`mx.compile`, as mlx-lm does); `auto` compiles
-    # on MLX's GPU and CPU alike (measured no slower on its CPU: `trainers.precision.resolve_compile`).
+    # on MLX's GPU and CPU alike (within a few % of eager on its CPU: `trainers.precision.resolve_compile`).
     # Torch ignores it, so one config trains on a Mac and on a Linux box.
     compile: Literal["auto", True, False] = "auto"  # one Literal: a bad value is one error line, not one per type
     # Agent runs: which assistant turns are learned ("last": earlier replies are masked like prompts).
