@@ -38,8 +38,10 @@ def test_run_on_cisi_end_to_end(tmp_path: Path, backend: str, weights: str, prec
     ran = "fp32" if precision == "auto" else precision
     assert run.config["train"]["precision"] == manifest.precision == ran
     assert run.config["train"]["gradient_checkpointing"] is manifest.gradient_checkpointing is checkpointing
+    compiled = backend == "mlx"  # `[train].compile = auto`: MLX compiles its step, torch ignores the setting
+    assert run.config["train"]["compile"] is compiled
     shown = run_cli("--config", str(config), "runs", "show", run.id).stdout
-    assert f"precision  {ran}{' + checkpointing' if checkpointing else ''}\n" in shown
+    assert f"precision  {ran}{' + checkpointing' if checkpointing else ''}{' + compiled' if compiled else ''}\n" in shown
 
     async def events():
         store = await RunStore.open(tmp_path / "db.sqlite")
