@@ -89,14 +89,21 @@ def demo_run(base: str, precision: str, root: Path) -> tuple[float, float, int]:
     return float(done.group(3).replace(",", "")), float(tuned.group(2)), int(tuned.group(1))
 
 
+def wide_spec(hidden: int, layers: int = 2) -> TinyQwen3Spec:
+    """A Qwen3-shaped model `hidden` wide (64-wide heads, half as many KV heads, 3x MLP)."""
+    heads = max(1, hidden // 64)
+    return TinyQwen3Spec(hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=64,
+                         init_std=0.02)
+
+
 def compare_demo(hidden: int, root: Path) -> None:
     """The demo in fp32 and in bf16 on the embedded model and on one `hidden` wide (2 layers)."""
-    heads = max(1, hidden // 64)
-    wide = write_tiny_qwen3(root / f"demo-{hidden}", TinyQwen3Spec(
-        hidden_size=hidden, intermediate_size=3 * hidden, num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2), head_dim=64, init_std=0.02))
+    wide = write_tiny_qwen3(root / f"demo-{hidden}", wide_spec(hidden))
     for name, base in (("embedded (hidden 64)", "embedded:tiny-qwen3-reranker"), (f"hidden {hidden}", str(wide))):
-        legs = {p: demo_run(base, p, root / name.split()[0]) for p in ("fp32", "bf16")}
+        folder = root / f"demo-runs-{base.rsplit('/', 1)[-1].replace(':', '-')}"
+        folder.mkdir()
+        legs = {p: demo_run(base, p, folder) for p in ("fp32", "bf16")}
         (f32, m32, s32), (b16, m16, s16) = legs["fp32"], legs["bf16"]
         print(f"demo, {name}: fp32 {f32:,.0f} tok/s, best dev MRR@10 {m32:.4f} (step {s32}); "
               f"bf16 {b16:,.0f} tok/s, {m16:.4f} (step {s16}); bf16/fp32 {b16 / f32:.2f}x, ΔMRR {m16 - m32:+.4f}",
@@ -116,15 +123,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         if args.demo_hidden:
-            for sub in ("embedded", "hidden"):
-                (Path(tmp) / sub).mkdir()
             compare_demo(args.demo_hidden, Path(tmp))
         compare("tiny", TinyQwen3Spec(), args.seq, args.rows, args.steps, Path(tmp))
-        heads = max(1, args.hidden // 64)
-        wide = TinyQwen3Spec(hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-                             num_hidden_layers=args.layers, num_attention_heads=heads,
-                             num_key_value_heads=max(1, heads // 2), head_dim=64, init_std=0.02)
-        compare("wide", wide, args.seq, args.rows, args.steps, Path(tmp))
+        compare("wide", wide_spec(args.hidden, args.layers), args.seq, args.rows, args.steps, Path(tmp))
 
 
 if __name__ == "__main__":

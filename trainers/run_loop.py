@@ -28,6 +28,7 @@ from typing import Any
 
 from trainers.settings import AppConfig
 from store import CheckpointEvent, EvalEvent, EventWriter, LogEvent, MetricsEvent, RunStore, TelemetryEvent, file_digest
+from store.reads import STEP_TIME_KEY
 from store.resume import drop_steps_after
 from trainers.rank_worker import step_with_peers
 from trainers.world import SINGLE, STOP, PeerLost, World
@@ -262,7 +263,7 @@ async def _train(config: AppConfig, store: RunStore, writer: EventWriter, plan: 
             tracker.train_seconds += stats.seconds
             rate = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
             values = {"train/loss": stats.loss, "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
-                      "train/tokens_per_s": rate, "train/step_time_s": stats.seconds}
+                      "train/tokens_per_s": rate, STEP_TIME_KEY: stats.seconds}
             if stats.skipped:
                 del values["train/grad_norm"]  # not finite: nothing to chart
             writer.emit(MetricsEvent(values=values), step=tracker.step)
